@@ -1,0 +1,36 @@
+// 2-D convolution (stride 1, optional zero padding) and max-pooling, NCHW, for the CIFAR-style net.
+// Convolution lowers to GEMM through im2col; `workspace` holds one image's column matrix,
+// conv2d_workspace_size() floats.
+#pragma once
+
+#include <cstdint>
+
+namespace troupe::cpu {
+
+struct Conv2dShape {
+  std::int64_t batch, in_channels, height, width;  // input [N, C, H, W]
+  std::int64_t out_channels, kernel;               // weight [OC, C, K, K], bias [OC]
+  std::int64_t padding = 0;
+  std::int64_t out_height() const { return height + 2 * padding - kernel + 1; }
+  std::int64_t out_width() const { return width + 2 * padding - kernel + 1; }
+};
+
+std::int64_t conv2d_workspace_size(const Conv2dShape& s);
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
+                    float* workspace);
+// dx overwritten (skipped when null); dw, dbias accumulated (+=).
+void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx,
+                     float* dw, float* dbias, float* workspace);
+
+// Max-pool with a square window of `window` and stride `window` (no padding; trailing rows and
+// columns that do not fill a window are ignored). argmax [N, C, H/window, W/window] records the
+// flat input index of each maximum (first one on ties) for the backward.
+void maxpool2d_forward(const float* x, float* y, std::int32_t* argmax, std::int64_t batch,
+                       std::int64_t channels, std::int64_t height, std::int64_t width,
+                       std::int64_t window);
+// dx overwritten: zero except at the recorded maxima.
+void maxpool2d_backward(const float* dy, const std::int32_t* argmax, float* dx, std::int64_t batch,
+                        std::int64_t channels, std::int64_t height, std::int64_t width,
+                        std::int64_t window);
+
+}  // namespace troupe::cpu

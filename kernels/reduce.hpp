@@ -1,0 +1,21 @@
+// Reductions used by training: sums, maxima, squared L2 norms (gradient clipping), and the
+// element-wise helpers that go with them. Sums accumulate in double so that the result does not
+// depend on how the caller splits a buffer into chunks of a few thousand elements.
+#pragma once
+
+#include <cstdint>
+
+namespace troupe::cpu {
+
+double sum(const float* x, std::int64_t n);
+float max(const float* x, std::int64_t n);      // n ≥ 1
+double squared_l2_norm(const float* x, std::int64_t n);
+// Per-row sums of a rows × cols matrix into out[cols] (+=): the bias gradient of a linear layer.
+void sum_rows(const float* x, float* out, std::int64_t rows, std::int64_t cols);
+void scale(float* x, float factor, std::int64_t n);
+// y += alpha · x
+void axpy(float alpha, const float* x, float* y, std::int64_t n);
+// out = a + b
+void add(const float* a, const float* b, float* out, std::int64_t n);
+
+}  // namespace troupe::cpu

@@ -1,0 +1,19 @@
+// Row-wise softmax over the last axis, in fp32, and its backward.
+#pragma once
+
+#include <cstdint>
+
+namespace troupe::cpu {
+
+// y[r, :] = softmax(x[r, :]) for rows × cols; subtracts the row max first (stable).
+void softmax_forward(const float* x, float* y, std::int64_t rows, std::int64_t cols);
+// dx = y ⊙ (dy − Σ_j dy_j y_j) per row (overwrites dx); y is the forward output.
+void softmax_backward(const float* y, const float* dy, float* dx, std::int64_t rows,
+                      std::int64_t cols);
+
+// Indices and values of the k largest entries of each row, largest first; ties keep the lower
+// index first. indices / values are [rows, k].
+void topk(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t k,
+          std::int64_t* indices, float* values);
+
+}  // namespace troupe::cpu
