@@ -1,6 +1,8 @@
-// 2-D convolution (stride 1, optional zero padding) and max-pooling, NCHW, for the CIFAR-style net.
+// 2-D convolution (stride 1, optional zero padding) and max-pooling, NCHW, for the LeNet-style CNN.
 // Convolution lowers to GEMM through im2col; `workspace` holds one image's column matrix,
-// conv2d_workspace_size() floats.
+// conv2d_workspace_size() floats ([C·K·K, OH·OW]), so nothing is allocated per call.
+// Bad shapes (non-positive sizes, negative padding, a kernel larger than the padded input) and
+// missing required pointers throw std::invalid_argument naming the field.
 #pragma once
 
 #include <cstdint>
@@ -16,19 +18,23 @@ struct Conv2dShape {
 };
 
 std::int64_t conv2d_workspace_size(const Conv2dShape& s);
-void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
-                    float* workspace);
-// dx overwritten (skipped when null); dw, dbias accumulated (+=).
-void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx,
-                     float* dw, float* dbias, float* workspace);
+// y [N, OC, OH, OW]; bias may be null (no bias).
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                    float* y, float* workspace);
+// dx overwritten; dw, dbias accumulated (+=); each of the three is skipped when null.
+void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
+                     float* dx, float* dw, float* dbias, float* workspace);
 
 // Max-pool with a square window of `window` and stride `window` (no padding; trailing rows and
 // columns that do not fill a window are ignored). argmax [N, C, H/window, W/window] records the
-// flat input index of each maximum (first one on ties) for the backward.
+// flat index into the whole x tensor of each maximum (on ties the first in row-major order within
+// the window) for the backward. Requires 1 <= window <= min(height, width) and
+// N·C·H·W <= INT32_MAX; otherwise std::invalid_argument.
 void maxpool2d_forward(const float* x, float* y, std::int32_t* argmax, std::int64_t batch,
                        std::int64_t channels, std::int64_t height, std::int64_t width,
                        std::int64_t window);
-// dx overwritten: zero except at the recorded maxima.
+// dx overwritten: zero except at the recorded maxima. An argmax entry outside x throws
+// std::out_of_range.
 void maxpool2d_backward(const float* dy, const std::int32_t* argmax, float* dx, std::int64_t batch,
                         std::int64_t channels, std::int64_t height, std::int64_t width,
                         std::int64_t window);

@@ -5,8 +5,9 @@
 
 namespace troupe::cpu {
 
-// Mean over rows of −log softmax(logits[r])[targets[r]]. Writes probs [rows, classes] (kept for
-// the backward) and returns the mean loss. Targets outside [0, classes) throw std::out_of_range.
+// Mean over rows of −log softmax(logits[r])[targets[r]] (0 for rows = 0). Writes probs
+// [rows, classes] (kept for the backward) and returns the mean loss. In all three functions a
+// target outside [0, classes) throws std::out_of_range before any output is written.
 float cross_entropy_forward(const float* logits, const std::int32_t* targets, float* probs,
                             std::int64_t rows, std::int64_t classes);
 // dlogits = (probs − onehot(target)) · scale (overwrites); pass scale = dloss / rows for the mean.

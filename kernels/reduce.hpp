@@ -8,9 +8,10 @@
 namespace troupe::cpu {
 
 double sum(const float* x, std::int64_t n);
-float max(const float* x, std::int64_t n);      // n ≥ 1
+float max(const float* x, std::int64_t n);  // n < 1 throws std::invalid_argument
 double squared_l2_norm(const float* x, std::int64_t n);
-// Per-row sums of a rows × cols matrix into out[cols] (+=): the bias gradient of a linear layer.
+// Column sums of a rows × cols matrix added into out: out[c] += Σ_r x[r, c] (fp32), the bias
+// gradient of a linear layer.
 void sum_rows(const float* x, float* out, std::int64_t rows, std::int64_t cols);
 void scale(float* x, float factor, std::int64_t n);
 // y += alpha · x

@@ -7,12 +7,12 @@ namespace troupe::cpu {
 
 // y[r, :] = softmax(x[r, :]) for rows × cols; subtracts the row max first (stable).
 void softmax_forward(const float* x, float* y, std::int64_t rows, std::int64_t cols);
-// dx = y ⊙ (dy − Σ_j dy_j y_j) per row (overwrites dx); y is the forward output.
+// dx = y ⊙ (dy − Σ_j dy_j y_j) per row (overwrites dx; dx may alias dy); y is the forward output.
 void softmax_backward(const float* y, const float* dy, float* dx, std::int64_t rows,
                       std::int64_t cols);
 
 // Indices and values of the k largest entries of each row, largest first; ties keep the lower
-// index first. indices / values are [rows, k].
+// index first. indices / values are [rows, k]. k outside [0, cols] throws std::invalid_argument.
 void topk(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t k,
           std::int64_t* indices, float* values);
 

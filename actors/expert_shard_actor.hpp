@@ -1,0 +1,32 @@
+// The expert shard actor: owns a contiguous range of one MoE layer's local experts and runs them,
+// forward and backward, as one grouped GEMM over the rows the gate routed to them. Shards of a
+// layer run concurrently on different threads; their parameter gradients are disjoint slices of
+// the layer's stacked expert tensors, so no locking is needed.
+//
+// Protocol:
+//   expert_forward  → expert_done{backward = false} to the sender (output rows written into the
+//                     buffer the message names; activations kept for the backward when training)
+//   expert_backward → expert_done{backward = true} (input-row gradients written into grad_rows)
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include <caf/fwd.hpp>
+
+#include "actors/actor_context.hpp"
+#include "models/model.hpp"
+
+namespace troupe {
+
+struct ExpertShardSpec {
+  std::int64_t layer = 0;
+  std::int64_t shard = 0;
+  std::int64_t first_expert = 0;  // local expert ids [first_expert, last_expert)
+  std::int64_t last_expert = 0;
+};
+
+caf::actor spawn_expert_shard_actor(caf::actor_system& system, std::shared_ptr<Model> model,
+                                    ExpertShardSpec spec, ActorContext context);
+
+}  // namespace troupe

@@ -1,0 +1,381 @@
+// Every message the troupe actors exchange, in one CAF type-id block.
+//
+// Messages carry TensorHandles, never tensor bytes: inside a process a handle is one shared
+// pointer. When a message is serialized (to cross processes) a handle writes only its descriptor
+// (shape, strides, dtype, device); the bytes travel over the collective transport. Each message
+// names its micro-batch (step, micro_batch) and carries a TraceStamp so the receiver can record
+// the message as a flow event (sender track, send time).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "memory/tensor_handle.hpp"
+#include "models/model.hpp"
+
+namespace troupe {
+
+// Identifies one micro-batch of one optimizer step. `phase` orders collective issue in the
+// multi-rank runtime: (step, micro_batch, layer, phase).
+struct MicroBatchKey {
+  std::int64_t step = 0;
+  std::int64_t micro_batch = 0;
+  friend bool operator==(const MicroBatchKey&, const MicroBatchKey&) = default;
+  friend auto operator<=>(const MicroBatchKey&, const MicroBatchKey&) = default;
+};
+
+// Who sent a message and when (µs on the trace clock); empty `from` when tracing is off.
+struct TraceStamp {
+  std::string from;
+  double sent_us = 0.0;
+};
+
+// A micro-batch's saved activations (the model's SegmentCache), created by segment 0 and shared
+// by every dense stage the micro-batch passes: a transformer's residual stream crosses the MoE
+// layers. Like a TensorHandle it is a reference, never a copy. It is process-local: serialized,
+// it carries nothing (a rank that receives a micro-batch from another keeps its own cache).
+struct CacheHandle {
+  std::shared_ptr<SegmentCache> cache;
+};
+
+// ---- the micro-batch pipeline ------------------------------------------------------------------
+
+// Forward input of a dense segment or an MoE layer: the previous stage's output activation.
+// The batch travels along so every segment can read its inputs and targets.
+struct forward_work {
+  MicroBatchKey key;
+  bool training = true;
+  TensorHandle inputs;      // the micro-batch's inputs (segment 0 reads them)
+  TensorHandle targets;     // the micro-batch's targets (the last segment reads them)
+  TensorHandle activation;  // output of the previous stage (undefined for segment 0)
+  CacheHandle cache;         // created by segment 0
+  // d(step loss) / d(this micro-batch's loss): 1 / micro-batches, so gradients are averaged over
+  // gradient accumulation steps as DeepSpeed does.
+  float loss_weight = 1.0f;
+  TraceStamp stamp;
+};
+
+// Scheduler → pipeline actor, once after spawning: its neighbours in the chain
+// segment 0 → gate 0 → segment 1 → … and who collects results.
+struct pipeline_links {
+  caf::actor previous;   // receives this actor's backward output (invalid for segment 0)
+  caf::actor next;       // receives this actor's forward output (invalid for the last segment)
+  caf::actor scheduler;  // receives loss_report, moe_stats and micro_batch_done
+};
+
+// Backward input: the gradient of the receiving stage's output.
+struct backward_work {
+  MicroBatchKey key;
+  TensorHandle gradient;
+  TraceStamp stamp;
+};
+
+// Gate → expert shard: run local experts [first, last) of the shard on `rows` (expert-major,
+// offsets relative to the shard, last − first + 1 entries) and write into `output` (same shape),
+// a buffer the gate owns (consumer-provided output, so nothing is copied on the way back).
+struct expert_forward {
+  MicroBatchKey key;
+  bool training = true;
+  TensorHandle rows;
+  std::vector<std::int64_t> offsets;
+  TensorHandle output;
+  TraceStamp stamp;
+};
+
+// Gate → expert shard: gradient of the shard's output rows; the shard writes the gradient of its
+// input rows into `grad_rows` and accumulates its experts' parameter gradients.
+struct expert_backward {
+  MicroBatchKey key;
+  TensorHandle grad_output;
+  TensorHandle grad_rows;
+  TraceStamp stamp;
+};
+
+// Expert shard → gate: one direction of the shard's work on a micro-batch has finished.
+struct expert_done {
+  MicroBatchKey key;
+  std::int64_t shard = 0;
+  bool backward = false;
+  TraceStamp stamp;
+};
+
+// Gate → scheduler: routing statistics of one micro-batch of one layer.
+struct moe_stats {
+  MicroBatchKey key;
+  std::int64_t layer = 0;
+  float l_aux = 0.0f;
+  std::vector<std::int64_t> exp_counts;  // tokens requested per expert (before drops)
+  std::int64_t dropped = 0;              // choices dropped for capacity
+};
+
+// Last segment → scheduler: the micro-batch's loss (cross-entropy only, without l_aux).
+struct loss_report {
+  MicroBatchKey key;
+  float loss = 0.0f;
+  std::int64_t correct = 0;
+  std::int64_t count = 0;
+  TraceStamp stamp;
+};
+
+// Segment 0 → scheduler: the micro-batch's backward pass has reached the input (training), or
+// its forward pass has finished (evaluation): its slot in the pipeline is free again.
+struct micro_batch_done {
+  MicroBatchKey key;
+  TraceStamp stamp;
+};
+
+// A micro-batch's data as the data actor hands it out.
+struct batch_data {
+  TensorHandle inputs;
+  TensorHandle targets;
+};
+
+// Trainer → scheduler: run one step (training: forward + backward of every micro-batch; or
+// evaluation: forward only) over these micro-batches.
+struct run_step {
+  std::int64_t step = 0;
+  bool training = true;
+  std::vector<batch_data> micro_batches;
+};
+
+// Scheduler → trainer: what the step computed.
+struct step_result {
+  std::int64_t step = 0;
+  float loss = 0.0f;   // mean cross-entropy over micro-batches
+  double loss_sum = 0.0;  // Σ over micro-batches of (mean loss × predictions): exact eval means
+  float l_aux = 0.0f;  // mean over micro-batches of Σ_layers l_aux
+  std::int64_t correct = 0;
+  std::int64_t count = 0;
+  std::vector<std::vector<std::int64_t>> exp_counts;  // [layer][expert], summed over micro-batches
+  std::int64_t dropped = 0;
+};
+
+// ---- data ----------------------------------------------------------------------------------------
+
+// Trainer → data actor: the next `count` training micro-batches (or evaluation batches).
+struct next_batches {
+  std::int64_t count = 0;
+  bool evaluation = false;
+};
+struct batches_reply {
+  std::vector<batch_data> batches;
+  std::int64_t epoch = 0;          // epoch of the last batch handed out
+  bool epoch_finished = false;     // evaluation: the split is exhausted
+};
+// Trainer → data actor: restart the evaluation split from its beginning.
+struct rewind_eval {};
+// Data reader position, for checkpoints.
+struct data_position {
+  std::int64_t epoch = 0;
+  std::int64_t index = 0;
+};
+struct get_position {};
+struct set_position {
+  data_position position;
+};
+
+// ---- optimizer -----------------------------------------------------------------------------------
+
+// Trainer → optimizer partition: the step's gradients are complete; `gradients` are views of
+// the partition's gradient bucket (one handle per parameter slice). Reply: Σ g² (double).
+struct gradient_bucket {
+  std::int64_t step = 0;
+  std::vector<TensorHandle> gradients;
+  TraceStamp stamp;
+};
+struct grad_norm_reply {
+  std::int64_t partition = 0;
+  double squared_norm = 0.0;
+};
+
+// Trainer → optimizer partition: apply Adam / AdamW with this learning rate, gradients multiplied
+// by grad_scale (clipping). Reply: optimizer_done.
+struct optimizer_step {
+  std::int64_t step = 0;
+  float lr = 0.0f;
+  float grad_scale = 1.0f;
+  TraceStamp stamp;
+};
+struct optimizer_done {
+  std::int64_t partition = 0;
+  std::int64_t step = 0;
+};
+
+// Optimizer partition → offload manager (ZeRO-Offload): run this partition's step on host
+// threads with the state the manager keeps in host memory. On a GPU run the gradients are
+// copied to pinned host memory first and the parameters copied back after; on a CPU run the
+// handles already point at host memory.
+struct offload_step {
+  std::int64_t partition = 0;
+  std::int64_t step = 0;
+  float lr = 0.0f;
+  float grad_scale = 1.0f;
+  TraceStamp stamp;
+};
+
+// Checkpoints: any optimizer state owner returns its state tensors by name.
+struct get_optimizer_state {};
+struct set_optimizer_state {
+  std::vector<std::string> names;
+  std::vector<TensorHandle> tensors;
+};
+struct optimizer_state {
+  std::vector<std::string> names;
+  std::vector<TensorHandle> tensors;
+};
+
+// ---- training ----------------------------------------------------------------------------------
+
+// Caller → trainer: train to the configured number of steps, then evaluate.
+struct start_training {};
+// Trainer → caller, when training has finished.
+struct training_summary {
+  std::int64_t steps = 0;
+  float final_train_loss = 0.0f;
+  float eval_loss = 0.0f;        // mean cross-entropy (nats) over the evaluation split
+  float eval_accuracy = 0.0f;    // fraction of correct predictions
+  std::int64_t eval_count = 0;   // predictions evaluated
+  double wall_seconds = 0.0;
+};
+
+// ---- tracing -------------------------------------------------------------------------------------
+
+// Any actor → trace actor: write the trace recorded so far to `path` (Chrome-trace JSON).
+struct flush_trace {
+  std::string path;
+};
+
+// ---- inspect functions (CAF 0.17 style) ------------------------------------------------------------
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, TensorDesc& x) {
+  auto dtype = static_cast<std::uint8_t>(x.dtype);
+  auto device_kind = static_cast<std::uint8_t>(x.device.kind);
+  auto device_index = static_cast<std::int32_t>(x.device.index);
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    x.dtype = static_cast<DType>(dtype);
+    x.device = Device{static_cast<DeviceKind>(device_kind), device_index};
+    return caf::none;
+  });
+  return f(caf::meta::type_name("TensorDesc"), x.shape, x.strides, dtype, device_kind, device_index,
+           x.offset, load);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, CacheHandle& x) {
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    x.cache.reset();
+    return caf::none;
+  });
+  return f(caf::meta::type_name("CacheHandle"), load);
+}
+
+// A handle serializes as its descriptor; a deserialized handle describes the tensor (shape,
+// dtype, device) and holds no bytes until the transport delivers them.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, TensorHandle& x) {
+  bool present = x.valid();
+  TensorDesc desc = present ? x.tensor().desc() : TensorDesc{};
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    x = present ? TensorHandle(Tensor(desc, nullptr)) : TensorHandle();
+    return caf::none;
+  });
+  return f(caf::meta::type_name("TensorHandle"), present, desc, load);
+}
+
+#define TROUPE_INSPECT(type, ...)                                              \
+  template <class Inspector>                                                  \
+  typename Inspector::result_type inspect(Inspector& f, type& x) {            \
+    return f(caf::meta::type_name(#type), __VA_ARGS__);                       \
+  }
+
+TROUPE_INSPECT(MicroBatchKey, x.step, x.micro_batch)
+TROUPE_INSPECT(TraceStamp, x.from, x.sent_us)
+TROUPE_INSPECT(forward_work, x.key, x.training, x.inputs, x.targets, x.activation, x.cache,
+               x.loss_weight, x.stamp)
+TROUPE_INSPECT(pipeline_links, x.previous, x.next, x.scheduler)
+TROUPE_INSPECT(backward_work, x.key, x.gradient, x.stamp)
+TROUPE_INSPECT(expert_forward, x.key, x.training, x.rows, x.offsets, x.output, x.stamp)
+TROUPE_INSPECT(expert_backward, x.key, x.grad_output, x.grad_rows, x.stamp)
+TROUPE_INSPECT(expert_done, x.key, x.shard, x.backward, x.stamp)
+TROUPE_INSPECT(moe_stats, x.key, x.layer, x.l_aux, x.exp_counts, x.dropped)
+TROUPE_INSPECT(loss_report, x.key, x.loss, x.correct, x.count, x.stamp)
+TROUPE_INSPECT(micro_batch_done, x.key, x.stamp)
+TROUPE_INSPECT(batch_data, x.inputs, x.targets)
+TROUPE_INSPECT(run_step, x.step, x.training, x.micro_batches)
+TROUPE_INSPECT(step_result, x.step, x.loss, x.loss_sum, x.l_aux, x.correct, x.count, x.exp_counts, x.dropped)
+TROUPE_INSPECT(next_batches, x.count, x.evaluation)
+TROUPE_INSPECT(batches_reply, x.batches, x.epoch, x.epoch_finished)
+TROUPE_INSPECT(data_position, x.epoch, x.index)
+TROUPE_INSPECT(set_position, x.position)
+TROUPE_INSPECT(gradient_bucket, x.step, x.gradients, x.stamp)
+TROUPE_INSPECT(grad_norm_reply, x.partition, x.squared_norm)
+TROUPE_INSPECT(optimizer_step, x.step, x.lr, x.grad_scale, x.stamp)
+TROUPE_INSPECT(optimizer_done, x.partition, x.step)
+TROUPE_INSPECT(offload_step, x.partition, x.step, x.lr, x.grad_scale, x.stamp)
+TROUPE_INSPECT(set_optimizer_state, x.names, x.tensors)
+TROUPE_INSPECT(optimizer_state, x.names, x.tensors)
+TROUPE_INSPECT(flush_trace, x.path)
+TROUPE_INSPECT(training_summary, x.steps, x.final_train_loss, x.eval_loss, x.eval_accuracy,
+               x.eval_count, x.wall_seconds)
+
+// Messages without fields.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, rewind_eval&) {
+  return f(caf::meta::type_name("rewind_eval"));
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, get_position&) {
+  return f(caf::meta::type_name("get_position"));
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, start_training&) {
+  return f(caf::meta::type_name("start_training"));
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, get_optimizer_state&) {
+  return f(caf::meta::type_name("get_optimizer_state"));
+}
+
+#undef TROUPE_INSPECT
+
+}  // namespace troupe
+
+CAF_BEGIN_TYPE_ID_BLOCK(troupe, caf::first_custom_type_id)
+  CAF_ADD_TYPE_ID(troupe, (troupe::TensorHandle))
+  CAF_ADD_TYPE_ID(troupe, (troupe::MicroBatchKey))
+  CAF_ADD_TYPE_ID(troupe, (troupe::forward_work))
+  CAF_ADD_TYPE_ID(troupe, (troupe::pipeline_links))
+  CAF_ADD_TYPE_ID(troupe, (troupe::backward_work))
+  CAF_ADD_TYPE_ID(troupe, (troupe::expert_forward))
+  CAF_ADD_TYPE_ID(troupe, (troupe::expert_backward))
+  CAF_ADD_TYPE_ID(troupe, (troupe::expert_done))
+  CAF_ADD_TYPE_ID(troupe, (troupe::moe_stats))
+  CAF_ADD_TYPE_ID(troupe, (troupe::loss_report))
+  CAF_ADD_TYPE_ID(troupe, (troupe::micro_batch_done))
+  CAF_ADD_TYPE_ID(troupe, (troupe::batch_data))
+  CAF_ADD_TYPE_ID(troupe, (troupe::run_step))
+  CAF_ADD_TYPE_ID(troupe, (troupe::step_result))
+  CAF_ADD_TYPE_ID(troupe, (troupe::next_batches))
+  CAF_ADD_TYPE_ID(troupe, (troupe::batches_reply))
+  CAF_ADD_TYPE_ID(troupe, (troupe::rewind_eval))
+  CAF_ADD_TYPE_ID(troupe, (troupe::data_position))
+  CAF_ADD_TYPE_ID(troupe, (troupe::get_position))
+  CAF_ADD_TYPE_ID(troupe, (troupe::set_position))
+  CAF_ADD_TYPE_ID(troupe, (troupe::gradient_bucket))
+  CAF_ADD_TYPE_ID(troupe, (troupe::grad_norm_reply))
+  CAF_ADD_TYPE_ID(troupe, (troupe::optimizer_step))
+  CAF_ADD_TYPE_ID(troupe, (troupe::optimizer_done))
+  CAF_ADD_TYPE_ID(troupe, (troupe::offload_step))
+  CAF_ADD_TYPE_ID(troupe, (troupe::get_optimizer_state))
+  CAF_ADD_TYPE_ID(troupe, (troupe::set_optimizer_state))
+  CAF_ADD_TYPE_ID(troupe, (troupe::optimizer_state))
+  CAF_ADD_TYPE_ID(troupe, (troupe::flush_trace))
+  CAF_ADD_TYPE_ID(troupe, (troupe::start_training))
+  CAF_ADD_TYPE_ID(troupe, (troupe::training_summary))
+  CAF_ADD_TYPE_ID(troupe, (std::vector<troupe::batch_data>))
+  CAF_ADD_TYPE_ID(troupe, (std::vector<troupe::TensorHandle>))
+CAF_END_TYPE_ID_BLOCK(troupe)

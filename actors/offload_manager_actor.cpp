@@ -1,0 +1,49 @@
+// Offload manager actor (see offload_manager_actor.hpp).
+#include "actors/offload_manager_actor.hpp"
+
+#include <string>
+
+#include <caf/all.hpp>
+
+#include "actors/optimizer_partition_actor.hpp"
+
+namespace troupe {
+namespace {
+
+using Partitions = std::vector<std::shared_ptr<OptimizerPartition>>;
+
+OptimizerPartition& lookup(const Partitions& partitions, std::int64_t index) {
+  if (index < 0 || index >= static_cast<std::int64_t>(partitions.size()))
+    throw std::out_of_range("offload manager: no partition " + std::to_string(index));
+  return *partitions[static_cast<std::size_t>(index)];
+}
+
+caf::behavior offload_behavior(caf::event_based_actor*, Partitions partitions, AdamParams hp,
+                               ActorContext ctx) {
+  return {
+      [=](const offload_step& msg) {
+        ctx.received(msg.stamp, "offload_step", -1, 0);
+        auto span = ctx.span("cpu_adam", "optimizer");
+        AdamParams step_hp = hp;
+        step_hp.lr = msg.lr;
+        lookup(partitions, msg.partition).apply(step_hp, msg.step, msg.grad_scale);
+        return optimizer_done{msg.partition, msg.step};
+      },
+      [=](get_optimizer_state, std::int64_t partition) {
+        return partition_state(lookup(partitions, partition));
+      },
+      [=](const set_optimizer_state& msg, std::int64_t partition) {
+        restore_partition_state(lookup(partitions, partition), msg);
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_offload_manager_actor(caf::actor_system& system,
+                                       std::vector<std::shared_ptr<OptimizerPartition>> partitions,
+                                       AdamParams hyperparameters, ActorContext context) {
+  return system.spawn(offload_behavior, std::move(partitions), hyperparameters, std::move(context));
+}
+
+}  // namespace troupe

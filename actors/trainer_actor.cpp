@@ -1,0 +1,345 @@
+// Trainer actor (see trainer_actor.hpp).
+#include "actors/trainer_actor.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "models/checkpoint.hpp"
+#include "models/optimizer_partition.hpp"
+
+namespace troupe {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct EvalTotals {
+  double loss_sum = 0.0;
+  std::int64_t correct = 0;
+  std::int64_t count = 0;
+  std::int64_t batches = 0;
+};
+
+struct TrainerState {
+  std::shared_ptr<Model> model;
+  TrainerOptions opt;
+  TrainerLinks links;
+  ActorContext ctx;
+  std::optional<caf::typed_response_promise<training_summary>> promise;
+  std::int64_t step = 0;
+  Clock::time_point started;
+  Clock::time_point interval_started;
+  std::int64_t interval_samples = 0;
+  std::ofstream metrics;
+  float last_loss = 0.0f;
+};
+
+using Self = caf::stateful_actor<TrainerState>*;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<long long>(seconds);
+  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+void fail(Self self, const caf::error& err) {
+  auto& st = self->state;
+  spdlog::error("trainer: {}", caf::to_string(err));
+  if (st.promise) st.promise->deliver(err);
+  st.promise.reset();
+  self->quit(err);
+}
+
+void write_metrics(Self self, const nlohmann::json& line) {
+  auto& st = self->state;
+  if (st.metrics.is_open()) st.metrics << line.dump() << '\n' << std::flush;
+}
+
+// Sends `make(i)` to every optimizer partition and calls `done` with the replies, in partition
+// order, once all have answered.
+template <class Reply, class Make, class Done>
+void ask_all_partitions(Self self, Make make, Done done) {
+  const auto& partitions = self->state.links.optimizer_partitions;
+  auto replies = std::make_shared<std::vector<Reply>>(partitions.size());
+  auto remaining = std::make_shared<std::size_t>(partitions.size());
+  if (partitions.empty()) {
+    done(*replies);
+    return;
+  }
+  for (std::size_t i = 0; i < partitions.size(); ++i) {
+    self->request(partitions[i], caf::infinite, make(i))
+        .then(
+            [=](Reply& reply) {
+              (*replies)[i] = std::move(reply);
+              if (--*remaining == 0) done(*replies);
+            },
+            [self](caf::error& err) { fail(self, err); });
+  }
+}
+
+void train_step(Self self);
+
+void evaluate(Self self, std::function<void(const EvalTotals&)> done) {
+  auto totals = std::make_shared<EvalTotals>();
+  auto next = std::make_shared<std::function<void()>>();
+  *next = [self, totals, done, next] {
+    auto& st = self->state;
+    self->request(st.links.data, caf::infinite, next_batches{st.opt.eval_micro_batches, true})
+        .then(
+            [self, totals, done, next](batches_reply& reply) {
+              auto& st = self->state;
+              if (reply.batches.empty()) {
+                done(*totals);
+                *next = nullptr;  // break the self-reference
+                return;
+              }
+              const bool last = reply.epoch_finished;
+              totals->batches += static_cast<std::int64_t>(reply.batches.size());
+              self->request(st.links.scheduler, caf::infinite,
+                            run_step{st.step, false, std::move(reply.batches)})
+                  .then(
+                      [self, totals, done, next, last](step_result& result) {
+                        auto& st = self->state;
+                        totals->loss_sum += result.loss_sum;
+                        totals->correct += result.correct;
+                        totals->count += result.count;
+                        const bool enough =
+                            st.opt.eval_batches > 0 && totals->batches >= st.opt.eval_batches;
+                        if (last || enough) {
+                          done(*totals);
+                          *next = nullptr;
+                        } else {
+                          (*next)();
+                        }
+                      },
+                      [self](caf::error& err) { fail(self, err); });
+            },
+            [self](caf::error& err) { fail(self, err); });
+  };
+  self->request(self->state.links.data, caf::infinite, rewind_eval{})
+      .then([next] { (*next)(); }, [self](caf::error& err) { fail(self, err); });
+}
+
+void log_eval(Self self, const EvalTotals& totals) {
+  auto& st = self->state;
+  const double loss = totals.count ? totals.loss_sum / static_cast<double>(totals.count) : 0.0;
+  const double accuracy =
+      totals.count ? static_cast<double>(totals.correct) / static_cast<double>(totals.count) : 0.0;
+  nlohmann::json line{{"type", "eval"}, {"step", st.step}, {"loss", loss},
+                      {"accuracy", accuracy}, {"count", totals.count}};
+  if (st.opt.language_model) {
+    line["bits_per_char"] = loss / std::log(2.0);
+    spdlog::info("eval  step {} | loss {:.4f} | {:.4f} bits/char | accuracy {:.2f}% ({} predictions)",
+                 st.step, loss, loss / std::log(2.0), 100.0 * accuracy, totals.count);
+  } else {
+    spdlog::info("eval  step {} | loss {:.4f} | accuracy {:.2f}% ({} predictions)", st.step, loss,
+                 100.0 * accuracy, totals.count);
+  }
+  write_metrics(self, line);
+}
+
+void checkpoint(Self self, std::function<void()> then) {
+  auto& st = self->state;
+  self->request(st.links.data, caf::infinite, get_position{})
+      .then(
+          [self, then](const data_position& position) {
+            ask_all_partitions<optimizer_state>(
+                self, [](std::size_t) { return get_optimizer_state{}; },
+                [self, then, position](std::vector<optimizer_state>& states) {
+                  auto& st = self->state;
+                  std::vector<PartitionState> optimizer;
+                  for (auto& s : states) {
+                    PartitionState p;
+                    p.names = s.names;
+                    for (auto& h : s.tensors) p.tensors.push_back(h.tensor());
+                    optimizer.push_back(std::move(p));
+                  }
+                  CheckpointMeta meta{st.step, position.epoch, position.index, st.opt.seed,
+                                      st.model->name()};
+                  try {
+                    const auto path = save_checkpoint(st.opt.checkpoint_dir, meta,
+                                                      st.model->parameters(), optimizer);
+                    spdlog::info("checkpoint: step {} → {}", st.step, path);
+                  } catch (const std::exception& e) {
+                    fail(self, caf::make_error(caf::sec::runtime_error,
+                                               std::string("checkpoint failed: ") + e.what()));
+                    return;
+                  }
+                  then();
+                });
+          },
+          [self](caf::error& err) { fail(self, err); });
+}
+
+void finish(Self self) {
+  evaluate(self, [self](const EvalTotals& totals) {
+    auto& st = self->state;
+    log_eval(self, totals);
+    training_summary summary;
+    summary.steps = st.step;
+    summary.final_train_loss = st.last_loss;
+    summary.eval_count = totals.count;
+    summary.eval_loss =
+        totals.count ? static_cast<float>(totals.loss_sum / static_cast<double>(totals.count)) : 0.0f;
+    summary.eval_accuracy =
+        totals.count ? static_cast<float>(static_cast<double>(totals.correct) /
+                                          static_cast<double>(totals.count))
+                     : 0.0f;
+    summary.wall_seconds = seconds_since(st.started);
+    if (st.promise) st.promise->deliver(summary);
+    st.promise.reset();
+  });
+}
+
+void after_step(Self self) {
+  auto& st = self->state;
+  auto next = [self] {
+    auto& st = self->state;
+    if (st.step >= st.opt.total_steps) {
+      finish(self);
+    } else {
+      train_step(self);
+    }
+  };
+  auto maybe_checkpoint = [self, next] {
+    auto& st = self->state;
+    if (!st.opt.checkpoint_dir.empty() && st.opt.checkpoint_interval > 0 &&
+        st.step % st.opt.checkpoint_interval == 0) {
+      checkpoint(self, next);
+    } else {
+      next();
+    }
+  };
+  if (st.opt.eval_interval > 0 && st.step % st.opt.eval_interval == 0 &&
+      st.step < st.opt.total_steps) {
+    evaluate(self, [self, maybe_checkpoint](const EvalTotals& totals) {
+      log_eval(self, totals);
+      maybe_checkpoint();
+    });
+  } else {
+    maybe_checkpoint();
+  }
+}
+
+void report_step(Self self, const step_result& result, float lr, double grad_norm) {
+  auto& st = self->state;
+  st.last_loss = result.loss;
+  const auto samples = st.opt.micro_batches_per_step * st.opt.samples_per_micro_batch;
+  st.interval_samples += samples;
+  nlohmann::json line{{"type", "train"},   {"step", st.step},
+                      {"loss", result.loss}, {"l_aux", result.l_aux},
+                      {"lr", lr},            {"grad_norm", grad_norm},
+                      {"elapsed_s", seconds_since(st.started)},
+                      {"exp_counts", result.exp_counts}, {"dropped", result.dropped}};
+  const bool log_now = st.step % st.opt.log_interval == 0 || st.step == st.opt.total_steps;
+  if (log_now) {
+    const double interval = seconds_since(st.interval_started);
+    const double rate = interval > 0 ? static_cast<double>(st.interval_samples) / interval : 0.0;
+    const double remaining_samples =
+        static_cast<double>((st.opt.total_steps - st.step) * samples);
+    line["samples_per_s"] = rate;
+    spdlog::info("step {}/{} | loss {:.4f} | l_aux {:.4f} | lr {:.2e} | {:.0f} samples/s | ETA {}",
+                 st.step, st.opt.total_steps, result.loss, result.l_aux, lr, rate,
+                 rate > 0 ? format_duration(remaining_samples / rate) : "?");
+    st.interval_started = Clock::now();
+    st.interval_samples = 0;
+  }
+  write_metrics(self, line);
+}
+
+void optimize(Self self, step_result result) {
+  ask_all_partitions<grad_norm_reply>(
+      self,
+      [self](std::size_t i) {
+        auto& st = self->state;
+        return gradient_bucket{st.step + 1, st.links.gradient_buckets.at(i), st.ctx.stamp()};
+      },
+      [self, result](std::vector<grad_norm_reply>& norms) {
+        auto& st = self->state;
+        double squared = 0.0;
+        for (const auto& n : norms) squared += n.squared_norm;  // partition order: deterministic
+        const double norm = std::sqrt(squared);
+        const float scale = clip_coefficient(norm, st.opt.gradient_clipping);
+        const float lr = st.opt.learning_rate(st.step + 1);
+        ask_all_partitions<optimizer_done>(
+            self,
+            [self, lr, scale](std::size_t) {
+              auto& st = self->state;
+              return optimizer_step{st.step + 1, lr, scale, st.ctx.stamp()};
+            },
+            [self, result, lr, norm](std::vector<optimizer_done>&) {
+              auto& st = self->state;
+              ++st.step;
+              report_step(self, result, lr, norm);
+              after_step(self);
+            });
+      });
+}
+
+void train_step(Self self) {
+  auto& st = self->state;
+  self->request(st.links.data, caf::infinite, next_batches{st.opt.micro_batches_per_step, false})
+      .then(
+          [self](batches_reply& reply) {
+            auto& st = self->state;
+            self->request(st.links.scheduler, caf::infinite,
+                          run_step{st.step + 1, true, std::move(reply.batches)})
+                .then([self](step_result& result) { optimize(self, std::move(result)); },
+                      [self](caf::error& err) { fail(self, err); });
+          },
+          [self](caf::error& err) { fail(self, err); });
+}
+
+caf::behavior trainer_behavior(caf::stateful_actor<TrainerState>* self, std::shared_ptr<Model> model,
+                               TrainerOptions options, TrainerLinks links, ActorContext ctx) {
+  auto& st = self->state;
+  st.model = std::move(model);
+  st.opt = std::move(options);
+  st.links = std::move(links);
+  st.ctx = std::move(ctx);
+  return {
+      [self](start_training) -> caf::result<training_summary> {
+        auto& st = self->state;
+        if (st.promise)
+          return caf::make_error(caf::sec::runtime_error, "trainer: training already running");
+        if (!st.opt.metrics_file.empty()) {
+          const auto parent = std::filesystem::path(st.opt.metrics_file).parent_path();
+          if (!parent.empty()) std::filesystem::create_directories(parent);
+          st.metrics.open(st.opt.metrics_file, std::ios::app);
+          if (!st.metrics)
+            return caf::make_error(caf::sec::runtime_error,
+                                   "cannot open metrics file " + st.opt.metrics_file);
+        }
+        st.step = st.opt.start_step;
+        st.started = st.interval_started = Clock::now();
+        st.promise = self->make_response_promise<training_summary>();
+        if (st.step >= st.opt.total_steps) {
+          finish(self);
+        } else {
+          train_step(self);
+        }
+        return *st.promise;
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_trainer_actor(caf::actor_system& system, std::shared_ptr<Model> model,
+                               TrainerOptions options, TrainerLinks links, ActorContext context) {
+  return system.spawn(trainer_behavior, std::move(model), std::move(options), std::move(links),
+                      std::move(context));
+}
+
+}  // namespace troupe

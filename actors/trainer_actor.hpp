@@ -1,0 +1,58 @@
+// The trainer actor (one per rank): drives optimizer steps, gradient accumulation, evaluation,
+// progress logging, metrics and checkpoints.
+//
+// One step, all of it messages (the trainer never blocks a thread):
+//   data actor:        next_batches{gradient_accumulation_steps} → batches_reply
+//   scheduler:         run_step{micro-batches} → step_result       (forward + backward)
+//   optimizer parts:   gradient_bucket → grad_norm_reply            (global norm for clipping)
+//                      optimizer_step{lr, clip scale} → optimizer_done
+// Every `eval_interval` steps, and after the last, it streams the evaluation split through the
+// scheduler (forward only). Every `checkpoint_interval` steps it writes a checkpoint.
+//
+// Protocol: start_training → training_summary.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/fwd.hpp>
+
+#include "actors/actor_context.hpp"
+#include "models/model.hpp"
+
+namespace troupe {
+
+struct TrainerOptions {
+  std::int64_t total_steps = 1;
+  std::int64_t start_step = 0;           // steps already done (resume)
+  std::int64_t micro_batches_per_step = 1;
+  std::int64_t samples_per_micro_batch = 1;
+  std::function<float(std::int64_t step)> learning_rate;  // step is 1-based
+  float gradient_clipping = 0.0f;        // max global norm; 0 = off
+  std::int64_t eval_interval = 0;        // steps; 0 = only after the last step
+  std::int64_t eval_batches = 0;         // 0 = the whole evaluation split
+  std::int64_t eval_micro_batches = 2;   // evaluation batches per scheduler request
+  std::int64_t log_interval = 10;        // steps between progress lines
+  std::string metrics_file;              // JSON lines; empty = none
+  std::string checkpoint_dir;            // empty = no checkpoints
+  std::int64_t checkpoint_interval = 0;  // steps; 0 = none
+  std::uint64_t seed = 0;                // recorded in checkpoints
+  bool language_model = false;           // report bits per character next to the loss
+};
+
+struct TrainerLinks {
+  caf::actor data;
+  caf::actor scheduler;
+  std::vector<caf::actor> optimizer_partitions;
+  // Per partition: views of the gradients it owns (its bucket; with data parallelism, the
+  // reduce-scattered shard lands here).
+  std::vector<std::vector<TensorHandle>> gradient_buckets;
+};
+
+caf::actor spawn_trainer_actor(caf::actor_system& system, std::shared_ptr<Model> model,
+                               TrainerOptions options, TrainerLinks links, ActorContext context);
+
+}  // namespace troupe

@@ -1,0 +1,112 @@
+// Actor graph construction (see actor_runtime.hpp).
+#include "scheduler/actor_runtime.hpp"
+
+#include <string>
+
+#include "actors/expert_shard_actor.hpp"
+#include "actors/gate_actor.hpp"
+#include "actors/offload_manager_actor.hpp"
+#include "actors/optimizer_partition_actor.hpp"
+#include "actors/stage_actor.hpp"
+#include "models/moe/moe_layer.hpp"
+#include "scheduler/pipeline_actor.hpp"
+
+namespace troupe {
+
+std::vector<std::pair<std::int64_t, std::int64_t>> shard_expert_ranges(std::int64_t local_experts,
+                                                                        std::int64_t shards) {
+  if (shards < 1 || shards > local_experts)
+    throw std::invalid_argument("runtime.expert_shards = " + std::to_string(shards) +
+                                ": must be between 1 and the layer's local experts (" +
+                                std::to_string(local_experts) + ")");
+  std::vector<std::pair<std::int64_t, std::int64_t>> ranges;
+  for (std::int64_t j = 0; j < shards; ++j)
+    ranges.emplace_back(local_experts * j / shards, local_experts * (j + 1) / shards);
+  return ranges;
+}
+
+ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> model,
+                           RuntimeOptions options)
+    : system_(system), model_(std::move(model)) {
+  auto context = [&](std::string track) { return ActorContext{std::move(track), options.recorder}; };
+  const std::int64_t layers = model_->num_moe_layers();
+
+  // Stages and gates, then the links between them.
+  std::vector<caf::actor> stages, gates;
+  for (std::int64_t s = 0; s <= layers; ++s) {
+    stages.push_back(spawn_stage_actor(system_, model_, s, context("segment." + std::to_string(s))));
+  }
+  std::int64_t experts_per_layer = 0;
+  for (std::int64_t l = 0; l < layers; ++l) {
+    const std::int64_t local = model_->moe_layer(l).experts().count();
+    experts_per_layer = model_->moe_layer(l).config().num_experts;
+    GateShards shards;
+    std::int64_t j = 0;
+    for (auto [first, last] : shard_expert_ranges(local, options.expert_shards)) {
+      ExpertShardSpec spec{l, j, first, last};
+      shards.specs.push_back(spec);
+      shards.actors.push_back(spawn_expert_shard_actor(
+          system_, model_, spec,
+          context("expert_shard.l" + std::to_string(l) + ".s" + std::to_string(j))));
+      all_.push_back(shards.actors.back());
+      ++j;
+    }
+    gates.push_back(spawn_gate_actor(system_, model_, l, std::move(shards), options.seed,
+                                     context("gate.l" + std::to_string(l))));
+  }
+  all_.insert(all_.end(), stages.begin(), stages.end());
+  all_.insert(all_.end(), gates.begin(), gates.end());
+
+  PipelineShape shape{options.pipeline_depth, layers, experts_per_layer};
+  pipeline_ = spawn_pipeline_actor(system_, shape, stages.front(), all_, context("scheduler"));
+  for (std::int64_t s = 0; s <= layers; ++s) {
+    pipeline_links links;
+    links.previous = s > 0 ? gates[static_cast<std::size_t>(s - 1)] : caf::actor();
+    links.next = s < layers ? gates[static_cast<std::size_t>(s)] : caf::actor();
+    links.scheduler = pipeline_;
+    caf::anon_send(stages[static_cast<std::size_t>(s)], links);
+  }
+  for (std::int64_t l = 0; l < layers; ++l) {
+    pipeline_links links{stages[static_cast<std::size_t>(l)], stages[static_cast<std::size_t>(l + 1)],
+                         pipeline_};
+    caf::anon_send(gates[static_cast<std::size_t>(l)], links);
+  }
+
+  // Optimizer partitions, and the offload manager that owns their state under ZeRO-Offload.
+  for (auto& p : partition_parameters(model_->parameters(), options.optimizer_partitions))
+    partitions_.push_back(std::make_shared<OptimizerPartition>(std::move(p)));
+  caf::actor offload;
+  if (options.offload_optimizer) {
+    offload = spawn_offload_manager_actor(system_, partitions_, options.adam, context("offload_manager"));
+    all_.push_back(offload);
+  }
+  for (const auto& p : partitions_) {
+    partition_actors_.push_back(spawn_optimizer_partition_actor(
+        system_, p, options.adam, offload,
+        context("optimizer." + std::string(p->expert_group() ? "expert" : "dense") + "." +
+                std::to_string(p->index()))));
+  }
+  all_.insert(all_.end(), partition_actors_.begin(), partition_actors_.end());
+  all_.push_back(pipeline_);
+}
+
+std::vector<std::vector<TensorHandle>> ActorRuntime::gradient_buckets() const {
+  std::vector<std::vector<TensorHandle>> buckets;
+  for (const auto& p : partitions_) {
+    std::vector<TensorHandle> bucket;
+    for (const auto& slice : p->slices()) bucket.emplace_back(slice.grad());
+    buckets.push_back(std::move(bucket));
+  }
+  return buckets;
+}
+
+void ActorRuntime::shutdown() {
+  for (auto& a : all_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  all_.clear();
+  partition_actors_.clear();
+  pipeline_ = caf::actor();
+}
+
+ActorRuntime::~ActorRuntime() { shutdown(); }
+
+}  // namespace troupe

@@ -1,0 +1,68 @@
+// Builds the actor graph that trains one model in this process and tears it down again:
+//
+//   segment 0 → gate 0 ⇄ expert shards of layer 0 → segment 1 → gate 1 ⇄ … → segment L
+//   pipeline (scheduler) actor feeding segment 0, optimizer partition actors, and with
+//   ZeRO-Offload the offload manager.
+//
+// Callers (the trainer, tests, embedding programs) talk to it through messages only:
+// run_step → step_result at pipeline(), gradient_bucket / optimizer_step at the partitions.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "actors/actor_context.hpp"
+#include "kernels/optimizer.hpp"
+#include "models/model.hpp"
+#include "models/optimizer_partition.hpp"
+
+namespace troupe {
+
+struct RuntimeOptions {
+  std::int64_t pipeline_depth = 2;        // micro-batches in flight
+  std::int64_t expert_shards = 1;         // expert shard actors per MoE layer
+  std::int64_t optimizer_partitions = 1;  // per parameter group (non-expert, expert)
+  bool offload_optimizer = false;         // ZeRO-Offload: Adam in the offload manager
+  AdamParams adam;
+  std::uint64_t seed = 0;                   // routing noise
+  std::shared_ptr<TraceRecorder> recorder;  // null: no tracing
+};
+
+// Splits `local_experts` into `shards` contiguous ranges of nearly equal size; throws
+// std::invalid_argument when shards < 1 or shards > local_experts.
+std::vector<std::pair<std::int64_t, std::int64_t>> shard_expert_ranges(std::int64_t local_experts,
+                                                                        std::int64_t shards);
+
+class ActorRuntime {
+ public:
+  ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> model, RuntimeOptions options);
+  ~ActorRuntime();
+  ActorRuntime(const ActorRuntime&) = delete;
+  ActorRuntime& operator=(const ActorRuntime&) = delete;
+
+  const caf::actor& pipeline() const { return pipeline_; }
+  const std::vector<caf::actor>& optimizer_partitions() const { return partition_actors_; }
+  // The optimizer state objects (owned by the partition actors or the offload manager); touch
+  // them only while no step is running (checkpoint restore).
+  const std::vector<std::shared_ptr<OptimizerPartition>>& partitions() const { return partitions_; }
+  // Per partition, handles to the gradient slices it owns.
+  std::vector<std::vector<TensorHandle>> gradient_buckets() const;
+  // Every actor the runtime spawned (for monitoring).
+  const std::vector<caf::actor>& actors() const { return all_; }
+
+  // Stops every actor (also done by the destructor).
+  void shutdown();
+
+ private:
+  caf::actor_system& system_;
+  std::shared_ptr<Model> model_;
+  std::vector<std::shared_ptr<OptimizerPartition>> partitions_;
+  std::vector<caf::actor> partition_actors_;
+  caf::actor pipeline_;
+  std::vector<caf::actor> all_;
+};
+
+}  // namespace troupe

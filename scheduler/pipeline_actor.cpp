@@ -1,0 +1,144 @@
+// Micro-batch pipeline scheduler actor (see pipeline_actor.hpp).
+#include "scheduler/pipeline_actor.hpp"
+
+#include <optional>
+#include <string>
+
+#include <caf/all.hpp>
+
+namespace troupe {
+namespace {
+
+struct PipelineState {
+  PipelineShape shape;
+  caf::actor first_stage;
+  ActorContext ctx;
+
+  // The step in progress.
+  std::optional<caf::typed_response_promise<step_result>> promise;
+  run_step request;
+  std::int64_t launched = 0;
+  std::int64_t completed = 0;
+  std::vector<loss_report> losses;             // by micro-batch
+  std::vector<std::vector<moe_stats>> stats;   // by micro-batch, then layer
+
+  std::int64_t in_flight() const { return launched - completed; }
+};
+
+void launch_ready(caf::stateful_actor<PipelineState>* self) {
+  auto& st = self->state;
+  const auto total = static_cast<std::int64_t>(st.request.micro_batches.size());
+  while (st.launched < total && st.in_flight() < st.shape.depth) {
+    const auto m = st.launched++;
+    const auto& data = st.request.micro_batches[static_cast<std::size_t>(m)];
+    forward_work work;
+    work.key = MicroBatchKey{st.request.step, m};
+    work.training = st.request.training;
+    work.inputs = data.inputs;
+    work.targets = data.targets;
+    work.loss_weight = 1.0f / static_cast<float>(total);
+    work.stamp = st.ctx.stamp();
+    self->send(st.first_stage, std::move(work));
+  }
+}
+
+step_result summarize(const PipelineState& st) {
+  step_result out;
+  out.step = st.request.step;
+  out.exp_counts.assign(static_cast<std::size_t>(st.shape.moe_layers),
+                        std::vector<std::int64_t>(static_cast<std::size_t>(st.shape.experts), 0));
+  double loss = 0.0, l_aux = 0.0;
+  for (std::size_t m = 0; m < st.losses.size(); ++m) {
+    loss += st.losses[m].loss;
+    out.loss_sum += static_cast<double>(st.losses[m].loss) * static_cast<double>(st.losses[m].count);
+    out.correct += st.losses[m].correct;
+    out.count += st.losses[m].count;
+    for (const auto& s : st.stats[m]) {
+      l_aux += s.l_aux;
+      out.dropped += s.dropped;
+      auto& counts = out.exp_counts[static_cast<std::size_t>(s.layer)];
+      for (std::size_t e = 0; e < s.exp_counts.size() && e < counts.size(); ++e)
+        counts[e] += s.exp_counts[e];
+    }
+  }
+  const double m = static_cast<double>(st.losses.size());
+  out.loss = static_cast<float>(loss / m);
+  out.l_aux = static_cast<float>(l_aux / m);
+  return out;
+}
+
+void fail(caf::stateful_actor<PipelineState>* self, caf::error reason) {
+  auto& st = self->state;
+  if (st.promise) {
+    st.promise->deliver(std::move(reason));
+    st.promise.reset();
+  }
+}
+
+caf::behavior pipeline_behavior(caf::stateful_actor<PipelineState>* self, PipelineShape shape,
+                                caf::actor first_stage, std::vector<caf::actor> members,
+                                ActorContext ctx) {
+  auto& st = self->state;
+  st.shape = shape;
+  st.first_stage = std::move(first_stage);
+  st.ctx = std::move(ctx);
+  for (const auto& member : members) self->monitor(member);
+  self->set_down_handler([self](const caf::down_msg& down) {
+    fail(self, down.reason ? down.reason : caf::make_error(caf::sec::runtime_error,
+                                                            "a pipeline actor stopped"));
+    self->quit(down.reason);
+  });
+  return {
+      [self](run_step& request) -> caf::result<step_result> {
+        auto& st = self->state;
+        if (st.promise)
+          return caf::make_error(caf::sec::runtime_error, "pipeline: a step is already running");
+        if (request.micro_batches.empty())
+          return caf::make_error(caf::sec::invalid_argument, "pipeline: run_step without micro-batches");
+        const auto total = request.micro_batches.size();
+        st.request = std::move(request);
+        st.launched = st.completed = 0;
+        st.losses.assign(total, loss_report{});
+        st.stats.assign(total, {});
+        st.promise = self->make_response_promise<step_result>();
+        launch_ready(self);
+        return *st.promise;
+      },
+      [self](const loss_report& msg) {
+        auto& st = self->state;
+        st.ctx.received(msg.stamp, "loss_report", msg.key.micro_batch, 0);
+        st.losses.at(static_cast<std::size_t>(msg.key.micro_batch)) = msg;
+      },
+      [self](moe_stats& msg) {
+        auto& st = self->state;
+        auto& per_layer = st.stats.at(static_cast<std::size_t>(msg.key.micro_batch));
+        per_layer.push_back(std::move(msg));
+      },
+      [self](const micro_batch_done& msg) {
+        auto& st = self->state;
+        st.ctx.received(msg.stamp, "micro_batch_done", msg.key.micro_batch, 0);
+        ++st.completed;
+        if (st.completed == static_cast<std::int64_t>(st.request.micro_batches.size())) {
+          // Sum layer statistics in layer order whatever order they arrived in.
+          for (auto& per_layer : st.stats)
+            std::sort(per_layer.begin(), per_layer.end(),
+                      [](const moe_stats& a, const moe_stats& b) { return a.layer < b.layer; });
+          st.promise->deliver(summarize(st));
+          st.promise.reset();
+          return;
+        }
+        launch_ready(self);
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_pipeline_actor(caf::actor_system& system, PipelineShape shape,
+                                caf::actor first_stage, std::vector<caf::actor> members,
+                                ActorContext context) {
+  return system.spawn(pipeline_behavior, shape, std::move(first_stage), std::move(members),
+                      std::move(context));
+}
+
+}  // namespace troupe

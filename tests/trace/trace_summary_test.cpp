@@ -1,0 +1,205 @@
+// summarize_chrome_trace on hand-written traces whose busy, idle and overlap times are derived by
+// hand in the comments, and on a trace written by TraceRecorder.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+
+#include "trace/trace_recorder.hpp"
+#include "trace/trace_summary.hpp"
+
+using namespace troupe;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& name)
+      : path(fs::temp_directory_path() /
+             ("troupe_trace_summary_" + std::to_string(::getpid()) + "_" + name)) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream((path / name).string()) << text;
+    return (path / name).string();
+  }
+};
+
+const TrackSummary& track(const TraceSummary& s, const std::string& name) {
+  for (const auto& t : s.tracks)
+    if (t.name == name) return t;
+  FAIL("no track " << name);
+  throw std::logic_error("unreachable");
+}
+
+// Two actors exchanging one message each way, in the layout TraceRecorder writes. Times in us:
+//   gate.l0   (tid 1): compute [0,4) with nested compute [2,3); comm [10,14); sends tokens at 4;
+//                      receives grads at 30.
+//   expert.l0 (tid 2): receives tokens at 6; compute [6,16) with nested [8,12); comm [20,26);
+//                      sends grads at 20.
+//   trainer   (tid 3): data [26,29).
+// gate: busy = 4 + 4 = 8 (the nested [2,3) counts once), extent [0,30] -> idle 22.
+// expert: busy = 10 + 6 = 16, extent [6,26] -> idle 4.  trainer: busy 3, idle 0.
+// comm union [10,14) u [20,26) = 10; compute union [0,4) u [6,16); their overlap [10,14) = 4,
+// so the overlap fraction is 0.4. Wall [0,30] = 30.
+const char* two_actor_trace = R"({"displayTimeUnit": "ms", "traceEvents": [
+  {"ph": "M", "pid": 1, "tid": 0, "name": "process_name", "args": {"name": "troupe"}},
+  {"ph": "M", "pid": 1, "tid": 1, "name": "thread_name", "args": {"name": "gate.l0"}},
+  {"ph": "M", "pid": 1, "tid": 2, "name": "thread_name", "args": {"name": "expert.l0"}},
+  {"ph": "M", "pid": 1, "tid": 3, "name": "thread_name", "args": {"name": "trainer"}},
+  {"ph": "X", "pid": 1, "tid": 1, "ts": 0, "dur": 4, "name": "router", "cat": "compute"},
+  {"ph": "X", "pid": 1, "tid": 1, "ts": 2, "dur": 1, "name": "softmax", "cat": "compute"},
+  {"ph": "X", "pid": 1, "tid": 1, "ts": 4, "dur": 0, "name": "send tokens", "cat": "message"},
+  {"ph": "s", "pid": 1, "tid": 1, "ts": 4, "name": "tokens", "cat": "message", "id": 1},
+  {"ph": "X", "pid": 1, "tid": 2, "ts": 6, "dur": 0, "name": "recv tokens", "cat": "message"},
+  {"ph": "f", "pid": 1, "tid": 2, "ts": 6, "name": "tokens", "cat": "message", "id": 1, "bp": "e"},
+  {"ph": "X", "pid": 1, "tid": 2, "ts": 6, "dur": 10, "name": "ffn", "cat": "compute"},
+  {"ph": "X", "pid": 1, "tid": 2, "ts": 8, "dur": 4, "name": "gemm", "cat": "compute"},
+  {"ph": "X", "pid": 1, "tid": 1, "ts": 10, "dur": 4, "name": "all_to_all", "cat": "comm"},
+  {"ph": "X", "pid": 1, "tid": 2, "ts": 20, "dur": 0, "name": "send grads", "cat": "message"},
+  {"ph": "s", "pid": 1, "tid": 2, "ts": 20, "name": "grads", "cat": "message", "id": 2},
+  {"ph": "X", "pid": 1, "tid": 2, "ts": 20, "dur": 6, "name": "reduce", "cat": "comm"},
+  {"ph": "X", "pid": 1, "tid": 3, "ts": 26, "dur": 3, "name": "load", "cat": "data"},
+  {"ph": "X", "pid": 1, "tid": 1, "ts": 30, "dur": 0, "name": "recv grads", "cat": "message"},
+  {"ph": "f", "pid": 1, "tid": 1, "ts": 30, "name": "grads", "cat": "message", "id": 2, "bp": "e"}
+]})";
+
+}  // namespace
+
+// All expected values are sums of small integers, exact in double: compared with ==.
+TEST_CASE("summary of a hand-written two-actor trace") {
+  TempDir dir("two_actor");
+  const TraceSummary s = summarize_chrome_trace(dir.write("t.json", two_actor_trace));
+  REQUIRE(s.tracks.size() == 3);
+  CHECK(s.tracks[0].name == "gate.l0");  // tid order
+  CHECK(s.tracks[1].name == "expert.l0");
+  CHECK(s.tracks[2].name == "trainer");
+
+  const TrackSummary& gate = track(s, "gate.l0");
+  CHECK(gate.first_us == 0);
+  CHECK(gate.last_us == 30);
+  CHECK(gate.busy_us == 8);
+  CHECK(gate.idle_us == 22);
+  CHECK(gate.busy_by_category_us.at("compute") == 4);
+  CHECK(gate.busy_by_category_us.at("comm") == 4);
+  CHECK(gate.busy_by_category_us.count("message") == 0);  // zero-length slices are not busy
+  CHECK(gate.messages_sent == 1);
+  CHECK(gate.messages_received == 1);
+  CHECK(gate.sent_by_type == std::map<std::string, std::int64_t>{{"tokens", 1}});
+  CHECK(gate.received_by_type == std::map<std::string, std::int64_t>{{"grads", 1}});
+
+  const TrackSummary& expert = track(s, "expert.l0");
+  CHECK(expert.busy_us == 16);
+  CHECK(expert.idle_us == 4);
+  CHECK(expert.sent_by_type == std::map<std::string, std::int64_t>{{"grads", 1}});
+  CHECK(expert.received_by_type == std::map<std::string, std::int64_t>{{"tokens", 1}});
+
+  const TrackSummary& trainer = track(s, "trainer");
+  CHECK(trainer.busy_us == 3);
+  CHECK(trainer.idle_us == 0);
+  CHECK(trainer.messages_sent == 0);
+
+  CHECK(s.wall_us == 30);
+  CHECK(s.comm_us == 10);
+  CHECK(s.comm_overlapped_us == 4);
+  CHECK(s.comm_overlap_fraction == Approx(0.4).epsilon(1e-12));  // 4/10 is inexact in binary
+
+  const std::string table = format_summary(s);
+  INFO(table);
+  // gate.l0: busy 0.008 ms, idle 0.022 ms, 8/30 = 26.7% busy, 1 sent, 1 received.
+  CHECK_THAT(table, Catch::Contains("gate.l0        0.008      0.022   26.7%      1      1"));
+  CHECK_THAT(table, Catch::Contains("expert.l0: sent grads x1; received tokens x1;"));
+  CHECK_THAT(table, Catch::Contains("wall 0.030 ms; comm 0.010 ms, 40.0% overlapped by compute"));
+}
+
+TEST_CASE("comm overlapped by compute on another track: [0,10) and [5,20) give 0.5") {
+  TempDir dir("overlap");
+  const TraceSummary s = summarize_chrome_trace(dir.write("t.json", R"([
+    {"ph": "X", "pid": 1, "tid": 1, "ts": 0, "dur": 10, "name": "send", "cat": "comm"},
+    {"ph": "X", "pid": 1, "tid": 2, "ts": 5, "dur": 15, "name": "gemm", "cat": "compute"}])"));
+  CHECK(s.comm_us == 10);
+  CHECK(s.comm_overlapped_us == 5);
+  CHECK(s.comm_overlap_fraction == 0.5);
+  CHECK(s.wall_us == 20);
+  REQUIRE(s.tracks.size() == 2);
+  CHECK(s.tracks[0].name == "tid 1");  // no thread_name metadata
+}
+
+TEST_CASE("nested and overlapping spans are counted once") {
+  TempDir dir("nested");
+  // [0,10) holds [2,5) which holds [3,4); [8,12) overlaps the end; [15,16) stands alone.
+  // Union: [0,12) u [15,16) = 13 (the plain sum would be 10+3+1+4+1 = 19); extent 16, idle 3.
+  // comm [2,5) u [8,12) = 7; compute [0,10) covers all of it but [10,12): 5 of 7 overlapped.
+  const TraceSummary s = summarize_chrome_trace(dir.write("t.json", R"({"traceEvents": [
+    {"ph": "X", "tid": 7, "ts": 0, "dur": 10, "name": "a", "cat": "compute"},
+    {"ph": "X", "tid": 7, "ts": 2, "dur": 3, "name": "b", "cat": "comm"},
+    {"ph": "X", "tid": 7, "ts": 3, "dur": 1, "name": "c", "cat": "compute"},
+    {"ph": "X", "tid": 7, "ts": 8, "dur": 4, "name": "d", "cat": "comm"},
+    {"ph": "X", "tid": 7, "ts": 15, "dur": 1, "name": "e", "cat": "optimizer"}]})"));
+  REQUIRE(s.tracks.size() == 1);
+  CHECK(s.tracks[0].busy_us == 13);
+  CHECK(s.tracks[0].idle_us == 3);
+  CHECK(s.tracks[0].busy_by_category_us.at("compute") == 10);
+  CHECK(s.tracks[0].busy_by_category_us.at("comm") == 7);
+  CHECK(s.tracks[0].busy_by_category_us.at("optimizer") == 1);
+  CHECK(s.comm_us == 7);
+  CHECK(s.comm_overlapped_us == 5);
+}
+
+TEST_CASE("tracks of several processes are named by process") {
+  TempDir dir("processes");
+  const TraceSummary s = summarize_chrome_trace(dir.write("t.json", R"([
+    {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "rank0"}},
+    {"ph": "M", "pid": 2, "name": "process_name", "args": {"name": "rank1"}},
+    {"ph": "M", "pid": 1, "tid": 1, "name": "thread_name", "args": {"name": "gate"}},
+    {"ph": "M", "pid": 2, "tid": 1, "name": "thread_name", "args": {"name": "gate"}},
+    {"ph": "X", "pid": 2, "tid": 1, "ts": 1, "dur": 2, "name": "r", "cat": "compute"}])"));
+  REQUIRE(s.tracks.size() == 2);
+  CHECK(s.tracks[0].name == "rank0/gate");
+  CHECK(s.tracks[0].busy_us == 0);
+  CHECK(s.tracks[1].name == "rank1/gate");
+  CHECK(s.tracks[1].busy_us == 2);
+}
+
+TEST_CASE("summarize reads back the message counts of a recorder's trace") {
+  TempDir dir("recorder");
+  TraceRecorder recorder;
+  recorder.message("gate.l0", "expert.l0", "tokens", 0, 64, 1.0, 2.0);
+  recorder.message("gate.l0", "expert.l0", "tokens", 1, 64, 3.0, 5.0);
+  recorder.message("expert.l0", "gate.l0", "grads", 0, 32, 6.0, 9.0);
+  recorder.write_chrome_trace((dir.path / "r.json").string());
+  const TraceSummary s = summarize_chrome_trace((dir.path / "r.json").string());
+  const TrackSummary& gate = track(s, "gate.l0");
+  CHECK(gate.sent_by_type == std::map<std::string, std::int64_t>{{"tokens", 2}});
+  CHECK(gate.received_by_type == std::map<std::string, std::int64_t>{{"grads", 1}});
+  CHECK(track(s, "expert.l0").messages_received == 2);
+  CHECK(gate.first_us == 1.0);
+  CHECK(gate.last_us == 9.0);
+  CHECK(s.wall_us == 8.0);
+}
+
+TEST_CASE("summarize rejects what is not a Chrome trace") {
+  TempDir dir("errors");
+  CHECK_THROWS_AS(summarize_chrome_trace((dir.path / "missing.json").string()), std::runtime_error);
+  CHECK_THROWS_WITH(summarize_chrome_trace(dir.write("a.json", "{\"traceEvents\": [")),
+                    Catch::Contains("not valid JSON"));
+  CHECK_THROWS_WITH(summarize_chrome_trace(dir.write("b.json", "{\"events\": []}")),
+                    Catch::Contains("\"traceEvents\" array"));
+  CHECK_THROWS_WITH(summarize_chrome_trace(
+                        dir.write("c.json", R"([{"ph": "M", "name": "process_name", "args": {}},
+                                      {"ph": "X", "tid": 1, "ts": 0, "name": "x"}])")),
+                    Catch::Contains("traceEvents[0] metadata needs a string args.name"));
+  CHECK_THROWS_WITH(summarize_chrome_trace(dir.write(
+                        "d.json", R"([{"ph": "X", "tid": 1, "ts": 0, "dur": 1, "name": "x"},
+                                      {"ph": "X", "tid": 1, "ts": 0, "name": "x"}])")),
+                    Catch::Contains("traceEvents[1] has no \"dur\""));
+  CHECK_THROWS_WITH(summarize_chrome_trace(dir.write(
+                        "e.json", R"([{"ph": "X", "tid": 1, "ts": 5, "dur": -1, "name": "x"}])")),
+                    Catch::Contains("traceEvents[0] has a negative dur"));
+}
