@@ -128,27 +128,29 @@ bool JsonSection::is_known(std::string_view key) const {
          std::find(unlisted_.begin(), unlisted_.end(), key) != unlisted_.end();
 }
 
-const nlohmann::json* JsonSection::get_unlisted(std::string_view key) {
-  if (!is_known(key)) unlisted_.emplace_back(key);
+const nlohmann::json* JsonSection::lookup(std::string_view key) const {
   auto it = value_->find(key);
   return it == value_->end() ? nullptr : &*it;
+}
+
+const nlohmann::json* JsonSection::get_unlisted(std::string_view key) {
+  if (!is_known(key)) unlisted_.emplace_back(key);
+  return lookup(key);
 }
 
 const nlohmann::json* JsonSection::find(std::string_view key) {
   if (!is_known(key)) known_.emplace_back(key);
-  auto it = value_->find(key);
-  return it == value_->end() ? nullptr : &*it;
+  return lookup(key);
 }
 
 void JsonSection::fail(std::string_view key, const std::string& problem) const {
-  auto it = value_->find(key);
   std::string message = problem;
-  if (it != value_->end()) message += " (got " + show(*it) + ")";
+  if (const nlohmann::json* value = lookup(key)) message += " (got " + show(*value) + ")";
   throw ConfigError(source_, key_path(key), message);
 }
 
 void JsonSection::wrong_type(std::string_view key, const std::string& expected) const {
-  const nlohmann::json& value = value_->at(std::string(key));
+  const nlohmann::json& value = *lookup(key);
   std::string hint;
   if (value.is_string() && value.get<std::string>() == "auto")
     hint =

@@ -86,7 +86,8 @@ class JsonSection {
   void finish() const;
 
  private:
-  const nlohmann::json* find(std::string_view key);
+  const nlohmann::json* lookup(std::string_view key) const;  // no bookkeeping
+  const nlohmann::json* find(std::string_view key);          // marks `key` known
   bool is_known(std::string_view key) const;
   [[noreturn]] void wrong_type(std::string_view key, const std::string& expected) const;
   [[noreturn]] void missing(std::string_view key, const std::string& expected) const;

@@ -4,8 +4,11 @@
 // read.
 #include "configs/run_config.hpp"
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string_view>

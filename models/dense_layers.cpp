@@ -23,7 +23,9 @@ std::int64_t positive(const std::string& layer, const char* field, std::int64_t 
   return value;
 }
 
-float* optional_data(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+float* optional_data(const Tensor& t) {
+  return t.defined() ? t.data<float>() : nullptr;
+}
 
 }  // namespace
 
@@ -47,8 +49,8 @@ void require_tensor(const Tensor& tensor, DType dtype, const Shape& shape,
   if (tensor.dtype() != dtype || tensor.shape() != shape || !tensor.desc().is_contiguous() ||
       !tensor.device().is_host())
     throw std::invalid_argument(what + ": got " + std::string(dtype_name(tensor.dtype())) + " " +
-                                shape_string(tensor.shape()) + " on " +
-                                to_string(tensor.device()) + ", " + expected);
+                                shape_string(tensor.shape()) + " on " + to_string(tensor.device()) +
+                                ", " + expected);
 }
 
 // ---- Linear ------------------------------------------------------------------------------------
@@ -56,10 +58,9 @@ void require_tensor(const Tensor& tensor, DType dtype, const Shape& shape,
 Linear::Linear(const std::string& name, std::int64_t in, std::int64_t out, bool bias)
     : in_(in),
       out_(out),
-      weight_(make_parameter(name + ".weight",
-                             {positive("Linear " + name, "out", out),
-                              positive("Linear " + name, "in", in)},
-                             false)) {
+      weight_(make_parameter(
+          name + ".weight",
+          {positive("Linear " + name, "out", out), positive("Linear " + name, "in", in)}, false)) {
   if (bias) bias_ = make_parameter(name + ".bias", {out}, false);
 }
 
@@ -151,8 +152,8 @@ Tensor Conv2d::backward(const Tensor& x, const Tensor& dy, bool need_dx) {
 
 LayerNorm::LayerNorm(const std::string& name, std::int64_t width)
     : width_(width),
-      gamma_(make_parameter(name + ".weight", {positive("LayerNorm " + name, "width", width)},
-                            false)),
+      gamma_(
+          make_parameter(name + ".weight", {positive("LayerNorm " + name, "width", width)}, false)),
       beta_(make_parameter(name + ".bias", {width}, false)) {
   gamma_.value.fill(1.0f);
 }
@@ -252,8 +253,8 @@ LossResult cross_entropy(const Tensor& logits, const Tensor& targets, Tensor& pr
   probs = Tensor::empty({rows, classes});
   const std::int32_t* t = targets.data<std::int32_t>();
   LossResult result;
-  result.loss = cpu::cross_entropy_forward(logits.data<float>(), t, probs.data<float>(), rows,
-                                           classes);
+  result.loss =
+      cpu::cross_entropy_forward(logits.data<float>(), t, probs.data<float>(), rows, classes);
   result.correct = cpu::count_correct(logits.data<float>(), t, rows, classes);
   result.count = rows;
   return result;
@@ -268,17 +269,19 @@ Tensor cross_entropy_grad(const Tensor& probs, const Tensor& targets, float dlos
   return dlogits;
 }
 
-Tensor loss_tensor(float loss) { return Tensor::from_vector({loss}, {1}); }
+Tensor loss_tensor(float loss) {
+  return Tensor::from_vector({loss}, {1});
+}
 
 float loss_gradient(const Tensor& grad_output, const std::string& what) {
   if (!grad_output.defined() || grad_output.dtype() != DType::f32 || grad_output.numel() != 1)
-    throw std::invalid_argument(what + ": grad_output of the last segment must be one f32 element "
+    throw std::invalid_argument(what +
+                                ": grad_output of the last segment must be one f32 element "
                                 "holding d(total loss)/d(loss), got " +
-                                (grad_output.defined() ? shape_string(grad_output.shape()) +
-                                                             " " +
-                                                             std::string(dtype_name(
-                                                                 grad_output.dtype()))
-                                                       : std::string("an undefined tensor")));
+                                (grad_output.defined()
+                                     ? shape_string(grad_output.shape()) + " " +
+                                           std::string(dtype_name(grad_output.dtype()))
+                                     : std::string("an undefined tensor")));
   return grad_output.to_vector()[0];
 }
 

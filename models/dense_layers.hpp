@@ -116,8 +116,7 @@ struct MLPActivations {
 // (MoELayer's Experts have the same shape) and GPT's dense FFN.
 class DenseMLP {
  public:
-  DenseMLP(const std::string& name, std::int64_t width, std::int64_t hidden,
-           Activation activation);
+  DenseMLP(const std::string& name, std::int64_t width, std::int64_t hidden, Activation activation);
 
   Linear& fc() { return fc_; }
   Linear& proj() { return proj_; }

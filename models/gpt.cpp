@@ -57,9 +57,9 @@ void GPTConfig::validate() const {
     config_error("moe.hidden_size", std::to_string(moe.hidden_size),
                  "must be 0 (taken from the model) or n_embd = " + std::to_string(n_embd));
   if (moe.ffn_hidden_size != 0 && moe.ffn_hidden_size != ffn_hidden_size)
-    config_error("moe.ffn_hidden_size", std::to_string(moe.ffn_hidden_size),
-                 "must be 0 (taken from the model) or ffn_hidden_size = " +
-                     std::to_string(ffn_hidden_size));
+    config_error(
+        "moe.ffn_hidden_size", std::to_string(moe.ffn_hidden_size),
+        "must be 0 (taken from the model) or ffn_hidden_size = " + std::to_string(ffn_hidden_size));
   if (moe.activation != activation)
     config_error("moe.activation", std::string(activation_name(moe.activation)),
                  "must equal activation = " + std::string(activation_name(activation)));
@@ -126,15 +126,18 @@ GPT::GPT(const GPTConfig& config)
 
 GPT::~GPT() = default;
 
-std::string GPT::name() const { return config_.use_moe ? "gpt_moe" : "gpt_dense"; }
+std::string GPT::name() const {
+  return config_.use_moe ? "gpt_moe" : "gpt_dense";
+}
 
-std::int64_t GPT::num_moe_layers() const { return static_cast<std::int64_t>(moe_.size()); }
+std::int64_t GPT::num_moe_layers() const {
+  return static_cast<std::int64_t>(moe_.size());
+}
 
 MoELayer& GPT::moe_layer(std::int64_t index) {
   if (index < 0 || index >= num_moe_layers())
     throw std::out_of_range("GPT::moe_layer: index = " + std::to_string(index) +
-                            ", the model has " + std::to_string(num_moe_layers()) +
-                            " MoE layers");
+                            ", the model has " + std::to_string(num_moe_layers()) + " MoE layers");
   return *moe_[static_cast<std::size_t>(index)];
 }
 
@@ -250,8 +253,8 @@ Tensor GPT::forward_segment(std::int64_t segment, const Batch& batch, const Tens
   }
   const Tensor& residual = c.blocks[static_cast<std::size_t>(segment - 1)].x_mid;
   if (!residual.defined() || residual.size(0) != rows)
-    throw std::logic_error(std::string(function) + "(" + std::to_string(segment) +
-                           "): segment " + std::to_string(segment - 1) +
+    throw std::logic_error(std::string(function) + "(" + std::to_string(segment) + "): segment " +
+                           std::to_string(segment - 1) +
                            " has not run forward on this batch and cache");
   require_tensor(moe_output, DType::f32, {rows, config_.n_embd},
                  std::string(function) + "(" + std::to_string(segment) + "): moe_output");
@@ -278,7 +281,8 @@ Tensor GPT::backward_segment(std::int64_t segment, const Batch& batch, const Ten
     for (std::int64_t b = config_.n_layer - 1; b >= 0; --b) {
       const BlockActivations& a = c.blocks[static_cast<std::size_t>(b)];
       // x_out = x_mid + mlp(ln_2(x_mid)): grad_x flows into both terms.
-      const Tensor grad_h = blocks_[static_cast<std::size_t>(b)].mlp->backward(a.ln_2.y, a.mlp, grad_x);
+      const Tensor grad_h =
+          blocks_[static_cast<std::size_t>(b)].mlp->backward(a.ln_2.y, a.mlp, grad_x);
       grad_x = attention_backward(b, grad_x, grad_h, c);
     }
     embed_backward(batch, grad_x);
@@ -343,8 +347,8 @@ Tensor GPT::attention_forward(std::int64_t b, const Tensor& x, Cache& c) const {
   return block.ln_2.forward(a.x_mid, a.ln_2);
 }
 
-Tensor GPT::attention_backward(std::int64_t b, const Tensor& grad_residual,
-                               const Tensor& grad_ln2, Cache& c) {
+Tensor GPT::attention_backward(std::int64_t b, const Tensor& grad_residual, const Tensor& grad_ln2,
+                               Cache& c) {
   Block& block = blocks_[static_cast<std::size_t>(b)];
   const BlockActivations& a = c.blocks[static_cast<std::size_t>(b)];
   if (!a.x_mid.defined())
@@ -372,12 +376,12 @@ Tensor GPT::head_forward(const Tensor& x, const Batch& batch, Cache& c) const {
 }
 
 Tensor GPT::head_backward(const Tensor& grad_output, const Batch& batch, Cache& c) {
-  const std::string function =
-      "GPT::backward_segment(" + std::to_string(last_segment()) + ")";
+  const std::string function = "GPT::backward_segment(" + std::to_string(last_segment()) + ")";
   const float dloss = loss_gradient(grad_output, function);
   if (!c.result)
     throw std::logic_error(function + ": the last segment has not run forward on this cache");
-  const Tensor grad_y = lm_head_.backward(c.ln_f.y, cross_entropy_grad(c.probs, batch.targets, dloss));
+  const Tensor grad_y =
+      lm_head_.backward(c.ln_f.y, cross_entropy_grad(c.probs, batch.targets, dloss));
   return ln_f_.backward(c.x_final, c.ln_f, grad_y);
 }
 

@@ -36,9 +36,9 @@
 namespace troupe {
 
 struct GPTConfig {
-  std::int64_t vocab_size = 0;       // V
-  std::int64_t seq_len = 0;          // maximum T (rows of wpe)
-  std::int64_t n_layer = 0;          // L
+  std::int64_t vocab_size = 0;  // V
+  std::int64_t seq_len = 0;     // maximum T (rows of wpe)
+  std::int64_t n_layer = 0;     // L
   std::int64_t n_head = 0;
   std::int64_t n_embd = 0;           // C, a multiple of n_head
   std::int64_t ffn_hidden_size = 0;  // f: the dense FFN's width, or each expert's with use_moe
@@ -103,8 +103,8 @@ class GPT final : public Model {
   struct Block {
     Block(const GPTConfig& config, std::int64_t index);
     LayerNorm ln_1;
-    Linear c_attn;   // (3C, C)
-    Linear c_proj;   // (C, C)
+    Linear c_attn;  // (3C, C)
+    Linear c_proj;  // (C, C)
     LayerNorm ln_2;
     std::optional<DenseMLP> mlp;  // dense twin only
   };

@@ -13,7 +13,9 @@ namespace {
 constexpr std::int64_t kKernel = 5, kConv1Channels = 6, kConv2Channels = 16, kFc1Width = 120;
 
 // Spatial size after conv 5×5 → pool 2 → conv 5×5 → pool 2.
-std::int64_t pooled_extent(std::int64_t extent) { return ((extent - kKernel + 1) / 2 - kKernel + 1) / 2; }
+std::int64_t pooled_extent(std::int64_t extent) {
+  return ((extent - kKernel + 1) / 2 - kKernel + 1) / 2;
+}
 
 [[noreturn]] void config_error(const std::string& field, const std::string& value,
                                const std::string& allowed) {
@@ -76,8 +78,8 @@ LeNetMoE::LeNetMoE(const LeNetMoEConfig& config)
   if (config_.use_moe) {
     moe_ = std::make_unique<MoELayer>(config_.moe, rng(), "fc3");
   } else {
-    dense_ = std::make_unique<DenseMLP>("fc3", config_.moe.hidden_size,
-                                        config_.moe.ffn_hidden_size, config_.moe.activation);
+    dense_ = std::make_unique<DenseMLP>("fc3", config_.moe.hidden_size, config_.moe.ffn_hidden_size,
+                                        config_.moe.activation);
     dense_->fc().init_pytorch(rng);
     dense_->proj().init_pytorch(rng);
   }
@@ -85,13 +87,14 @@ LeNetMoE::LeNetMoE(const LeNetMoEConfig& config)
 
 LeNetMoE::~LeNetMoE() = default;
 
-std::string LeNetMoE::name() const { return config_.use_moe ? "lenet_moe" : "lenet_dense"; }
+std::string LeNetMoE::name() const {
+  return config_.use_moe ? "lenet_moe" : "lenet_dense";
+}
 
 MoELayer& LeNetMoE::moe_layer(std::int64_t index) {
   if (index < 0 || index >= num_moe_layers())
     throw std::out_of_range("LeNetMoE::moe_layer: index = " + std::to_string(index) +
-                            ", the model has " + std::to_string(num_moe_layers()) +
-                            " MoE layers");
+                            ", the model has " + std::to_string(num_moe_layers()) + " MoE layers");
   return *moe_;
 }
 
@@ -118,7 +121,9 @@ std::vector<Parameter*> LeNetMoE::segment_parameters(std::int64_t segment) {
   return out;
 }
 
-std::unique_ptr<SegmentCache> LeNetMoE::make_cache() const { return std::make_unique<Cache>(); }
+std::unique_ptr<SegmentCache> LeNetMoE::make_cache() const {
+  return std::make_unique<Cache>();
+}
 
 void LeNetMoE::check_segment(const char* function, std::int64_t segment) const {
   if (segment < 0 || segment > last_segment())
@@ -127,14 +132,14 @@ void LeNetMoE::check_segment(const char* function, std::int64_t segment) const {
 }
 
 std::int64_t LeNetMoE::batch_size(const Batch& batch) const {
-  const std::int64_t b = batch.inputs.defined() && batch.inputs.dim() == 4 ? batch.inputs.size(0) : 0;
+  const std::int64_t b =
+      batch.inputs.defined() && batch.inputs.dim() == 4 ? batch.inputs.size(0) : 0;
   if (b < 1)
-    throw std::invalid_argument("LeNetMoE: batch.inputs must be f32 [B >= 1, " +
-                                std::to_string(config_.channels) + ", " +
-                                std::to_string(config_.height) + ", " +
-                                std::to_string(config_.width) + "], got " +
-                                (batch.inputs.defined() ? shape_string(batch.inputs.shape())
-                                                        : std::string("an undefined tensor")));
+    throw std::invalid_argument(
+        "LeNetMoE: batch.inputs must be f32 [B >= 1, " + std::to_string(config_.channels) + ", " +
+        std::to_string(config_.height) + ", " + std::to_string(config_.width) + "], got " +
+        (batch.inputs.defined() ? shape_string(batch.inputs.shape())
+                                : std::string("an undefined tensor")));
   require_tensor(batch.inputs, DType::f32, {b, config_.channels, config_.height, config_.width},
                  "LeNetMoE: batch.inputs");
   return b;
@@ -196,12 +201,15 @@ Tensor LeNetMoE::features_forward(const Batch& batch, Cache& c) const {
 
 void LeNetMoE::features_backward(const Batch& batch, const Tensor& grad_features, Cache& c) {
   if (!c.features.defined())
-    throw std::logic_error("LeNetMoE::backward_segment(0): segment 0 has not run forward on "
-                           "this cache");
-  const Tensor d_relu3 = fc2_.backward(c.relu3, activation_grad(Activation::relu, c.fc2, grad_features));
+    throw std::logic_error(
+        "LeNetMoE::backward_segment(0): segment 0 has not run forward on "
+        "this cache");
+  const Tensor d_relu3 =
+      fc2_.backward(c.relu3, activation_grad(Activation::relu, c.fc2, grad_features));
   const Tensor d_flat = fc1_.backward(c.flat, activation_grad(Activation::relu, c.fc1, d_relu3));
   const Tensor d_relu2 = max_pool2_grad(c.relu2, c.pool2_argmax, d_flat.view(c.pool2.shape()));
-  const Tensor d_pool1 = conv2_.backward(c.pool1, activation_grad(Activation::relu, c.conv2, d_relu2), true);
+  const Tensor d_pool1 =
+      conv2_.backward(c.pool1, activation_grad(Activation::relu, c.conv2, d_relu2), true);
   const Tensor d_relu1 = max_pool2_grad(c.relu1, c.pool1_argmax, d_pool1);
   conv1_.backward(batch.inputs, activation_grad(Activation::relu, c.conv1, d_relu1), false);
 }
@@ -216,10 +224,10 @@ Tensor LeNetMoE::head_forward(const Tensor& fc3_output, const Batch& batch, Cach
 }
 
 Tensor LeNetMoE::head_backward(const Tensor& grad_output, const Batch& batch, Cache& c) {
-  const std::string function =
-      "LeNetMoE::backward_segment(" + std::to_string(last_segment()) + ")";
+  const std::string function = "LeNetMoE::backward_segment(" + std::to_string(last_segment()) + ")";
   const float dloss = loss_gradient(grad_output, function);
-  if (!c.result) throw std::logic_error(function + ": the last segment has not run forward on this cache");
+  if (!c.result)
+    throw std::logic_error(function + ": the last segment has not run forward on this cache");
   return fc4_.backward(c.head_input, cross_entropy_grad(c.probs, batch.targets, dloss));
 }
 

@@ -5,8 +5,8 @@
 //   → fc1 (16·h·w → 120) → ReLU → fc2 (120 → d) → ReLU → fc3: MoE(d) → fc4 (d → classes) → CE
 //
 // with h·w = 4·4 for 28×28 and 5·5 for 32×32, d = moe.hidden_size (84). DeepSpeed's example uses
-// expert = nn.Linear(84, 84); troupe's experts are two-layer MLPs Linear(d, f) → act → Linear(f, d),
-// so the default is f = moe.ffn_hidden_size = 84 with ReLU.
+// expert = nn.Linear(84, 84); troupe's experts are two-layer MLPs Linear(d, f) → act → Linear(f,
+// d), so the default is f = moe.ffn_hidden_size = 84 with ReLU.
 //
 // Segment 0 runs the batch up to the MoE input [B, d]; segment 1 runs fc4 and the loss. The dense
 // twin (use_moe = false) has no MoE layer and one segment: fc3 is the same MLP run on every input.

@@ -60,11 +60,13 @@ std::filesystem::path temp_file(const std::string& name, const std::string& text
 }  // namespace
 
 TEST_CASE("every shipped config loads", "[configs]") {
-  const char* source_dir = std::getenv("TROUPE_SOURCE_DIR");
-  REQUIRE(source_dir != nullptr);  // CTest sets it; by hand: TROUPE_SOURCE_DIR=/path/to/troupe
+  // CTest sets TROUPE_SOURCE_DIR; run by hand, the repository is three levels above this file.
+  const char* env = std::getenv("TROUPE_SOURCE_DIR");
+  const std::string source_dir =
+      env ? env
+          : std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().string();
   std::vector<std::filesystem::path> files;
-  for (const auto& entry :
-       std::filesystem::directory_iterator(std::string(source_dir) + "/configs"))
+  for (const auto& entry : std::filesystem::directory_iterator(source_dir + "/configs"))
     if (entry.path().extension() == ".json") files.push_back(entry.path());
   REQUIRE(files.size() >= 4);
   for (const auto& file : files) {
@@ -75,7 +77,7 @@ TEST_CASE("every shipped config loads", "[configs]") {
     CHECK_FALSE(config.description.empty());
   }
 
-  const std::string dir = std::string(source_dir) + "/configs/";
+  const std::string dir = source_dir + "/configs/";
   SECTION("fashion_mnist_moe: dropless top-2, 8 experts, width 84, batch 64") {
     RunConfig c = troupe::load_run_config(dir + "fashion_mnist_moe.json");
     CHECK(c.model.type == troupe::ModelType::lenet_moe);

@@ -39,7 +39,8 @@ GPTConfig tiny_config(bool use_moe) {
 Batch random_batch(const GPTConfig& config, std::uint32_t seed) {
   Batch batch{Tensor::empty({kBatch, kSeq}, DType::i32), Tensor::empty({kBatch, kSeq}, DType::i32)};
   std::mt19937 rng(seed);
-  std::uniform_int_distribution<std::int32_t> token(0, static_cast<std::int32_t>(config.vocab_size) - 1);
+  std::uniform_int_distribution<std::int32_t> token(
+      0, static_cast<std::int32_t>(config.vocab_size) - 1);
   for (std::int64_t i = 0; i < kRows; ++i) {
     batch.inputs.data<std::int32_t>()[i] = token(rng);
     batch.targets.data<std::int32_t>()[i] = token(rng);
@@ -149,13 +150,13 @@ TEST_CASE("GPT: parameter layout, segment ownership and segment outputs", "[gpt]
   GPT model(config);
   CHECK(model.name() == "gpt_moe");
   REQUIRE(model.num_moe_layers() == 2);
-  const std::vector<std::string> block{"ln_1.weight",        "ln_1.bias",
-                                       "attn.c_attn.weight", "attn.c_attn.bias",
-                                       "attn.c_proj.weight", "attn.c_proj.bias",
-                                       "ln_2.weight",        "ln_2.bias"};
+  const std::vector<std::string> block{
+      "ln_1.weight",        "ln_1.bias",        "attn.c_attn.weight", "attn.c_attn.bias",
+      "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight",        "ln_2.bias"};
   const std::vector<std::string> moe{"moe.gate.weight", "moe.experts.w1", "moe.experts.b1",
                                      "moe.experts.w2", "moe.experts.b2"};
-  std::vector<std::string> segments[3] = {{"wte.weight", "wpe.weight"}, {}, {"ln_f.weight", "ln_f.bias", "lm_head.weight"}};
+  std::vector<std::string> segments[3] = {
+      {"wte.weight", "wpe.weight"}, {}, {"ln_f.weight", "ln_f.bias", "lm_head.weight"}};
   std::vector<std::string> all{"wte.weight", "wpe.weight"};
   for (int l = 0; l < 2; ++l) {
     for (const std::string& n : block) {
@@ -262,8 +263,8 @@ TEST_CASE("GPT: loss matches a naive double-precision reference", "[gpt]") {
     const ParameterValues p = values_of(model);
     const double ce = runner.loss().loss;
     CHECK(ce == Approx(naive_loss(p, config, batch,
-                                  mlp_ffn(p, {"moe.experts.w1", "moe.experts.b1",
-                                              "moe.experts.w2", "moe.experts.b2"})))
+                                  mlp_ffn(p, {"moe.experts.w1", "moe.experts.b1", "moe.experts.w2",
+                                              "moe.experts.b2"})))
                     .epsilon(1e-5));
     // Each layer's l_aux is 1 with one expert: 0.01 · (1 + 1).
     CHECK(total - ce == Approx(0.02).epsilon(1e-5));
@@ -306,7 +307,9 @@ TEST_CASE("GPT: segments composed through a stand-in MoE match central differenc
   for (std::int64_t l = 0; l < 2; ++l)
     checked += check_samples(
         "moe_output " + std::to_string(l), runner.output_grad(l), kRefAtol, kRefRtol,
-        [&](std::int64_t i) { return central_difference(offset[l].data(), i, kRefStep, objective); },
+        [&](std::int64_t i) {
+          return central_difference(offset[l].data(), i, kRefStep, objective);
+        },
         8);
   CHECK(checked == 6 * dense_names.size() + 2 * 11);
 }

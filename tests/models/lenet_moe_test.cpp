@@ -309,16 +309,19 @@ TEST_CASE("LeNetMoE: each segment's backward matches central differences", "[len
     auto objective = [&] {
       double j = 0.0;
       for (std::int64_t n = 0; n < 3; ++n)
-        j += naive_head_loss(values, Vec(moe_values.begin() + n * 9, moe_values.begin() + n * 9 + 9),
-                             batch.targets.data<std::int32_t>()[n]);
+        j +=
+            naive_head_loss(values, Vec(moe_values.begin() + n * 9, moe_values.begin() + n * 9 + 9),
+                            batch.targets.data<std::int32_t>()[n]);
       return dloss * j / 3.0;
     };
     check_samples(
         "moe_output", grad_moe, kRefAtol, kRefRtol,
-        [&](std::int64_t i) { return central_difference(moe_values.data(), i, kRefStep, objective); },
+        [&](std::int64_t i) {
+          return central_difference(moe_values.data(), i, kRefStep, objective);
+        },
         10);
-    check_against_reference(model, values, {"fc4.weight", "fc4.bias"}, kRefStep, kRefAtol,
-                            kRefRtol, objective);
+    check_against_reference(model, values, {"fc4.weight", "fc4.bias"}, kRefStep, kRefAtol, kRefRtol,
+                            objective);
   }
 }
 
@@ -332,10 +335,9 @@ TEST_CASE("LeNetMoE: whole-model gradients match central differences", "[lenet]"
     runner.forward(batch);
     runner.backward(batch);
     ParameterValues values = values_of(model);
-    CHECK(check_against_reference(model, values, names_of(model.parameters()), kRefStep, kRefAtol,
-                                  kRefRtol,
-                                  [&] { return naive_loss(values, config, batch, kDenseFc3); }) ==
-          14 * 6);
+    CHECK(check_against_reference(
+              model, values, names_of(model.parameters()), kRefStep, kRefAtol, kRefRtol,
+              [&] { return naive_loss(values, config, batch, kDenseFc3); }) == 14 * 6);
   }
   SECTION("MoE, 3 experts, top-2, no drops: through MoELayer::forward / backward") {
     // The MoE layer has no double reference here, so the differences are of the float model:

@@ -81,7 +81,7 @@ class ModelRunner {
       Layer& layer = layers_[static_cast<std::size_t>(s - 1)];
       layer.output_grad = grad.clone();
       grad = real_moe_ ? model_.moe_layer(s - 1).backward(grad, model_.aux_loss_coef() * dloss,
-                                                           layer.input, layer.state)
+                                                          layer.input, layer.state)
                        : multiply(grad, layer.scale);
     }
   }

@@ -1,0 +1,99 @@
+// Data actor (see data_actor.hpp).
+#include "actors/data_actor.hpp"
+
+#include <deque>
+
+#include <caf/all.hpp>
+
+namespace troupe {
+namespace {
+
+using prefetch_atom = caf::atom_constant<caf::atom("prefetch")>;
+
+struct Prepared {
+  batch_data batch;
+  BatcherPosition position;  // where the batcher stood before drawing it
+};
+
+struct DataState {
+  std::unique_ptr<Batcher> train;
+  std::unique_ptr<Batcher> eval;
+  DataActorOptions options;
+  ActorContext ctx;
+  std::deque<Prepared> ready;  // prefetched training batches, oldest first
+};
+
+Prepared draw(Batcher& batcher, const ActorContext& ctx) {
+  auto span = ctx.span("load_batch", "data");
+  Prepared p;
+  p.position = batcher.position();
+  Tensor inputs, targets;
+  batcher.next(inputs, targets);
+  p.batch = batch_data{TensorHandle(inputs), TensorHandle(targets)};
+  return p;
+}
+
+caf::behavior data_behavior(caf::stateful_actor<DataState>* self, std::shared_ptr<const Dataset> train,
+                            std::shared_ptr<const Dataset> eval, DataActorOptions options,
+                            ActorContext ctx) {
+  auto& st = self->state;
+  st.train = std::make_unique<Batcher>(std::move(train), options.train);
+  st.train->seek(options.start);
+  BatcherOptions eval_options;
+  eval_options.batch_size = options.eval_batch_size;
+  eval_options.shuffle = false;
+  eval_options.drop_last = false;
+  st.eval = std::make_unique<Batcher>(std::move(eval), eval_options);
+  st.options = options;
+  st.ctx = std::move(ctx);
+  return {
+      [self](const next_batches& request) -> caf::result<batches_reply> {
+        auto& st = self->state;
+        batches_reply reply;
+        if (request.evaluation) {
+          const auto epoch = st.eval->position().epoch;
+          while (static_cast<std::int64_t>(reply.batches.size()) < request.count &&
+                 st.eval->position().epoch == epoch)
+            reply.batches.push_back(draw(*st.eval, st.ctx).batch);
+          reply.epoch_finished = st.eval->position().epoch != epoch;
+          return reply;
+        }
+        for (std::int64_t i = 0; i < request.count; ++i) {
+          if (st.ready.empty()) st.ready.push_back(draw(*st.train, st.ctx));
+          reply.batches.push_back(st.ready.front().batch);
+          st.ready.pop_front();
+        }
+        reply.epoch = st.train->position().epoch;
+        // Prepare the next step's batches after this reply is on its way.
+        if (st.options.prefetch > 0)
+          self->send(self, prefetch_atom::value, request.count * st.options.prefetch);
+        return reply;
+      },
+      [self](prefetch_atom, std::int64_t target) {
+        auto& st = self->state;
+        while (static_cast<std::int64_t>(st.ready.size()) < target)
+          st.ready.push_back(draw(*st.train, st.ctx));
+      },
+      [self](rewind_eval) { self->state.eval->seek(BatcherPosition{0, 0}); },
+      [self](get_position) {
+        auto& st = self->state;
+        const BatcherPosition p = st.ready.empty() ? st.train->position() : st.ready.front().position;
+        return data_position{p.epoch, p.index};
+      },
+      [self](const set_position& msg) {
+        auto& st = self->state;
+        st.ready.clear();
+        st.train->seek(BatcherPosition{msg.position.epoch, msg.position.index});
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_data_actor(caf::actor_system& system, std::shared_ptr<const Dataset> train,
+                            std::shared_ptr<const Dataset> eval, DataActorOptions options,
+                            ActorContext context) {
+  return system.spawn(data_behavior, std::move(train), std::move(eval), options, std::move(context));
+}
+
+}  // namespace troupe

@@ -1,0 +1,27 @@
+// Trace actor (see trace_actor.hpp).
+#include "actors/trace_actor.hpp"
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/messages.hpp"
+
+namespace troupe {
+namespace {
+
+caf::behavior trace_behavior(caf::event_based_actor*, std::shared_ptr<TraceRecorder> recorder) {
+  return {
+      [recorder](const flush_trace& msg) {
+        recorder->write_chrome_trace(msg.path);
+        spdlog::info("trace written to {}", msg.path);
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_trace_actor(caf::actor_system& system, std::shared_ptr<TraceRecorder> recorder) {
+  return system.spawn(trace_behavior, std::move(recorder));
+}
+
+}  // namespace troupe

@@ -1,0 +1,202 @@
+// `troupe train` (see train_command.hpp).
+#include "tools/train_command.hpp"
+
+#include <cmath>
+#include <filesystem>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/data_actor.hpp"
+#include "actors/trace_actor.hpp"
+#include "actors/trainer_actor.hpp"
+#include "configs/lr_schedule.hpp"
+#include "configs/run_config.hpp"
+#include "models/checkpoint.hpp"
+#include "scheduler/actor_runtime.hpp"
+#include "tools/run_setup.hpp"
+
+namespace troupe {
+namespace {
+
+AdamParams adam_from(const OptimizerSection& o) {
+  AdamParams hp;
+  hp.lr = static_cast<float>(o.lr);
+  hp.beta1 = static_cast<float>(o.betas[0]);
+  hp.beta2 = static_cast<float>(o.betas[1]);
+  hp.eps = static_cast<float>(o.eps);
+  hp.weight_decay = static_cast<float>(o.weight_decay);
+  hp.adam_w_mode = o.decoupled_weight_decay();
+  hp.bias_correction = o.bias_correction;
+  return hp;
+}
+
+std::int64_t count_parameters(Model& model, bool expert) {
+  std::int64_t n = 0;
+  for (auto* p : model.parameters())
+    if (p->is_expert == expert) n += p->value.numel();
+  return n;
+}
+
+int train(RunConfig config, const TrainCommand& command) {
+  if (config.runtime.executor != ExecutorKind::actors)
+    throw ConfigError(config.name, "runtime.executor",
+                      "\"sequential\" is the reference executor the tests and benchmarks use; "
+                      "`troupe train` runs \"actors\"");
+  RunSetup setup = build_run(config);
+  spdlog::info("data: {}", setup.data_summary);
+  Model& model = *setup.model;
+  spdlog::info("model: {} | {} dense + {} expert parameters | {} MoE layer(s)", model.name(),
+               count_parameters(model, false), count_parameters(model, true),
+               model.num_moe_layers());
+
+  const auto micro = config.train_micro_batch_size_per_gpu;
+  const auto accumulation = config.gradient_accumulation_steps;
+  const std::int64_t steps_per_epoch =
+      setup.train->size() / (micro * accumulation);
+  if (steps_per_epoch < 1)
+    throw ConfigError(config.name, "train_batch_size",
+                      std::to_string(config.train_batch_size) + " is larger than the training set (" +
+                          std::to_string(setup.train->size()) + " samples)");
+  std::int64_t total_steps = config.runtime.train_steps > 0 ? config.runtime.train_steps
+                                                            : config.runtime.epochs * steps_per_epoch;
+  if (command.steps > 0) total_steps = command.steps;
+
+  const std::string trace_file = !command.trace_file.empty() ? command.trace_file : config.runtime.trace_file;
+  std::shared_ptr<TraceRecorder> recorder;
+  if (!trace_file.empty()) recorder = std::make_shared<TraceRecorder>("troupe " + config.name);
+
+  caf::actor_system_config cfg;
+  cfg.load<caf::id_block::troupe>();
+  caf::actor_system system(cfg);
+
+  RuntimeOptions ro;
+  ro.pipeline_depth = config.runtime.pipeline_depth;
+  ro.expert_shards = config.runtime.expert_shards;
+  ro.optimizer_partitions = config.runtime.optimizer_partitions;
+  ro.offload_optimizer = config.zero_optimization.offload_optimizer.device == OffloadDevice::cpu;
+  ro.adam = adam_from(config.optimizer);
+  ro.seed = config.runtime.seed;
+  ro.recorder = recorder;
+  ActorRuntime runtime(system, setup.model, ro);
+
+  DataActorOptions data;
+  data.train.batch_size = micro;
+  data.train.seed = config.runtime.seed;
+  data.train.shuffle = config.data.shuffle;
+  data.train.limit_samples = config.data.limit_train_samples;
+  data.eval_batch_size = std::max<std::int64_t>(micro, 256);
+  data.prefetch = config.data.prefetch;
+
+  TrainerOptions to;
+  if (!command.resume.empty()) {
+    LoadedCheckpoint ckpt = load_checkpoint(command.resume, model.parameters(), model.name());
+    if (ckpt.optimizer.size() != runtime.partitions().size())
+      throw std::runtime_error("checkpoint " + command.resume + " has " +
+                               std::to_string(ckpt.optimizer.size()) +
+                               " optimizer partitions; runtime.optimizer_partitions gives " +
+                               std::to_string(runtime.partitions().size()));
+    for (std::size_t i = 0; i < ckpt.optimizer.size(); ++i) {
+      set_optimizer_state state{ckpt.optimizer[i].names, {}};
+      for (auto& t : ckpt.optimizer[i].tensors) state.tensors.emplace_back(t);
+      caf::scoped_actor self{system};
+      self->request(runtime.optimizer_partitions()[i], caf::infinite, state)
+          .receive([] {}, [](caf::error& e) { throw std::runtime_error(caf::to_string(e)); });
+    }
+    if (ckpt.meta.seed != config.runtime.seed)
+      spdlog::warn("resuming with runtime.seed = {} but the checkpoint was written with seed {}",
+                   config.runtime.seed, ckpt.meta.seed);
+    data.start = BatcherPosition{ckpt.meta.data_epoch, ckpt.meta.data_index};
+    to.start_step = ckpt.meta.step;
+    spdlog::info("resumed from {} at step {}", command.resume, ckpt.meta.step);
+  }
+  auto data_actor = spawn_data_actor(system, setup.train, setup.eval, data, {"data", recorder});
+
+  to.total_steps = total_steps;
+  to.micro_batches_per_step = accumulation;
+  to.samples_per_micro_batch = micro;
+  const OptimizerSection optimizer = config.optimizer;
+  const auto scheduler = config.scheduler;
+  to.learning_rate = [optimizer, scheduler](std::int64_t step) {
+    return static_cast<float>(learning_rate_for_update(optimizer, scheduler, step));
+  };
+  to.gradient_clipping = static_cast<float>(config.gradient_clipping);
+  to.eval_interval = config.runtime.eval_interval > 0
+                         ? config.runtime.eval_interval
+                         : (config.runtime.epochs > 0 ? steps_per_epoch : 0);
+  to.eval_batches = config.runtime.eval_batches;
+  to.eval_micro_batches = std::max<std::int64_t>(2, config.runtime.pipeline_depth);
+  to.log_interval = config.runtime.log_interval > 0 ? config.runtime.log_interval : config.steps_per_print;
+  to.metrics_file = !command.metrics_file.empty() ? command.metrics_file : config.runtime.metrics_file;
+  to.checkpoint_dir = config.runtime.checkpoint.dir;
+  to.checkpoint_interval = config.runtime.checkpoint.interval;
+  to.seed = config.runtime.seed;
+  to.language_model = setup.language_model;
+
+  TrainerLinks links{data_actor, runtime.pipeline(), runtime.optimizer_partitions(),
+                     runtime.gradient_buckets()};
+  auto trainer = spawn_trainer_actor(system, setup.model, to, links, {"trainer", recorder});
+  spdlog::info("training: {} steps of {} samples ({} micro-batches of {}), {} steps per epoch, "
+               "pipeline depth {}, {} expert shard(s) per layer, {} optimizer partition(s){}",
+               total_steps, config.train_batch_size, accumulation, micro, steps_per_epoch,
+               ro.pipeline_depth, ro.expert_shards, runtime.partitions().size(),
+               ro.offload_optimizer ? ", ZeRO-Offload" : "");
+  if (!to.metrics_file.empty()) spdlog::info("metrics: {}", to.metrics_file);
+
+  int exit_code = 0;
+  caf::scoped_actor self{system};
+  self->request(trainer, caf::infinite, start_training{})
+      .receive(
+          [&](const training_summary& s) {
+            if (setup.language_model) {
+              std::printf("validation loss: %.4f nats/char = %.4f bits/char (%lld characters)\n",
+                          s.eval_loss, s.eval_loss / std::log(2.0),
+                          static_cast<long long>(s.eval_count));
+            } else {
+              std::printf("test accuracy: %.2f%% (%lld images)\n", 100.0 * s.eval_accuracy,
+                          static_cast<long long>(s.eval_count));
+            }
+            std::printf("steps: %lld, wall time: %.1f s\n", static_cast<long long>(s.steps),
+                        s.wall_seconds);
+          },
+          [&](const caf::error& e) {
+            spdlog::error("training failed: {}", caf::to_string(e));
+            exit_code = 1;
+          });
+  if (recorder) {
+    auto tracer = spawn_trace_actor(system, recorder);
+    self->request(tracer, caf::infinite, flush_trace{trace_file})
+        .receive([] {}, [&](const caf::error& e) {
+          spdlog::error("writing the trace failed: {}", caf::to_string(e));
+          exit_code = 1;
+        });
+    self->send_exit(tracer, caf::exit_reason::user_shutdown);
+  }
+  self->send_exit(trainer, caf::exit_reason::user_shutdown);
+  self->send_exit(data_actor, caf::exit_reason::user_shutdown);
+  runtime.shutdown();
+  return exit_code;
+}
+
+}  // namespace
+
+int run_train(const TrainCommand& command) {
+  RunConfig config;
+  try {
+    config = load_run_config(command.config_path);
+  } catch (const ConfigError& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  }
+  try {
+    return train(std::move(config), command);
+  } catch (const ConfigError& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+}
+
+}  // namespace troupe

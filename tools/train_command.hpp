@@ -1,0 +1,23 @@
+// `troupe train CONFIG`: trains the config's model with the actor runtime, shows progress, writes
+// metrics (JSON lines), checkpoints and optionally a Chrome trace, and ends with the evaluation
+// result ("test accuracy: NN.NN%" for classifiers, validation loss in bits per character for
+// language models).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace troupe {
+
+struct TrainCommand {
+  std::string config_path;
+  std::string resume;        // checkpoint directory (or file) to continue from
+  std::string trace_file;    // overrides runtime.trace_file
+  std::string metrics_file;  // overrides runtime.metrics_file
+  std::int64_t steps = 0;    // overrides the number of optimizer steps when > 0
+};
+
+// Returns the process exit code: 0 on success, 2 for a bad config, 1 for a failed run.
+int run_train(const TrainCommand& command);
+
+}  // namespace troupe
