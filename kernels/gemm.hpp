@@ -9,6 +9,10 @@
 
 namespace troupe::cpu {
 
+// Threads OpenBLAS may use inside one GEMM. The actor runtime runs several GEMMs at once on
+// different actors, so it sets 1 unless the user chose OPENBLAS_NUM_THREADS.
+void set_blas_threads(int threads);
+
 // C[m,n] = alpha · op(A)[m,k] · op(B)[k,n] + beta · C, with op(X) = X or Xᵀ.
 // lda / ldb / ldc are the row strides of A, B, C as stored.
 void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,

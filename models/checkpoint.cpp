@@ -55,6 +55,9 @@ LoadedCheckpoint load_checkpoint(const std::string& dir_or_file,
                                  const std::vector<Parameter*>& parameters,
                                  const std::string& model_name) {
   std::filesystem::path path(dir_or_file);
+  if (!std::filesystem::exists(path))
+    throw std::runtime_error("no checkpoint at " + dir_or_file +
+                             ": give a checkpoint directory (with a 'latest' file) or a .safetensors file");
   if (std::filesystem::is_directory(path)) {
     std::ifstream latest(path / "latest");
     std::string name;

@@ -12,6 +12,7 @@
 #include "actors/trainer_actor.hpp"
 #include "configs/lr_schedule.hpp"
 #include "configs/run_config.hpp"
+#include "kernels/gemm.hpp"
 #include "models/checkpoint.hpp"
 #include "scheduler/actor_runtime.hpp"
 #include "tools/run_setup.hpp"
@@ -52,12 +53,15 @@ int train(RunConfig config, const TrainCommand& command) {
 
   const auto micro = config.train_micro_batch_size_per_gpu;
   const auto accumulation = config.gradient_accumulation_steps;
-  const std::int64_t steps_per_epoch =
-      setup.train->size() / (micro * accumulation);
+  const std::int64_t train_samples =
+      config.data.limit_train_samples > 0
+          ? std::min(config.data.limit_train_samples, setup.train->size())
+          : setup.train->size();
+  const std::int64_t steps_per_epoch = train_samples / (micro * accumulation);
   if (steps_per_epoch < 1)
     throw ConfigError(config.name, "train_batch_size",
                       std::to_string(config.train_batch_size) + " is larger than the training set (" +
-                          std::to_string(setup.train->size()) + " samples)");
+                          std::to_string(train_samples) + " samples)");
   std::int64_t total_steps = config.runtime.train_steps > 0 ? config.runtime.train_steps
                                                             : config.runtime.epochs * steps_per_epoch;
   if (command.steps > 0) total_steps = command.steps;
@@ -66,6 +70,7 @@ int train(RunConfig config, const TrainCommand& command) {
   std::shared_ptr<TraceRecorder> recorder;
   if (!trace_file.empty()) recorder = std::make_shared<TraceRecorder>("troupe " + config.name);
 
+  if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) cpu::set_blas_threads(1);
   caf::actor_system_config cfg;
   cfg.load<caf::id_block::troupe>();
   caf::actor_system system(cfg);

@@ -6,6 +6,8 @@
 
 namespace troupe::cpu {
 
+void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
+
 void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
           const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
           std::int64_t ldc) {
