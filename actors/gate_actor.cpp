@@ -96,12 +96,17 @@ caf::behavior gate_behavior(Self self, std::shared_ptr<Model> model, std::int64_
         InFlight& f = node->second;
         f.work = msg;
         f.x = msg.activation.tensor();
-        Tensor rows;
         {
-          auto span = st.ctx.span("route_permute", "compute");
+          auto span = st.ctx.span("route", "compute");
           SeededNoise noise(st.seed, noise_stream_id(msg.key.step, msg.key.micro_batch,
                                                      st.layer_index, msg.training));
           f.plan = st.layer->router().route(f.x, msg.training, noise);
+        }
+        Tensor rows;
+        {
+          // Moving token rows to their experts: in one process a permutation, across an
+          // expert-parallel group the all-to-all; traced as communication either way.
+          auto span = st.ctx.span("dispatch", "comm");
           rows = permute_tokens(f.x, f.plan);
           f.buffer = Tensor::empty(rows.shape());
         }

@@ -30,6 +30,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "kernels/gemm.hpp"
@@ -45,7 +46,7 @@ constexpr std::uint64_t kSeed = 1234;
 // backward.
 constexpr float kAuxLossCoefficient = 0.01f;
 
-// A check failed: the program exits 1 (bad usage exits 2).
+// A check failed: the program exits 1 (other errors, such as bad options, exit 2).
 struct ValidationError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -329,8 +330,8 @@ int run(const Options& opt) {
   require_at_least("--iters", opt.iters, 1);
   require_at_least("--warmup", opt.warmup, 0);
   require_at_least("--threads", opt.threads, 0);
-  make_config(opt.hidden, opt.ffn, opt.experts, opt.k,
-              true);  // k ≤ E and the like, before any work
+  // k ≤ E and the like, before any work.
+  make_config(opt.hidden, opt.ffn, opt.experts, opt.k, /*drop_tokens=*/true);
   if (opt.threads > 0) openblas_set_num_threads(opt.threads);
   std::ofstream json;
   if (!opt.json.empty()) {

@@ -3,6 +3,7 @@
 # Usage: tools/test.sh [build-dir]   (TROUPE_SANITIZE=1 for the ASan + UBSan build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash tools/setup.sh
 build_dir="${1:-build}"
 extra=()
 if [ "${TROUPE_SANITIZE:-0}" = 1 ]; then
