@@ -17,7 +17,8 @@ class ActorSpan {
  public:
   ActorSpan(TraceRecorder* recorder, const std::string& track, const char* name,
             const char* category)
-      : recorder_(recorder), id_(recorder ? recorder->begin_span(track, name, category) : no_span) {}
+      : recorder_(recorder),
+        id_(recorder ? recorder->begin_span(track, name, category) : no_span) {}
   ~ActorSpan() {
     if (recorder_) recorder_->end_span(id_);
   }
@@ -34,7 +35,9 @@ struct ActorContext {
   std::shared_ptr<TraceRecorder> recorder;  // null when tracing is off
 
   bool tracing() const { return recorder && recorder->enabled(); }
-  TraceStamp stamp() const { return tracing() ? TraceStamp{track, recorder->now_us()} : TraceStamp{}; }
+  TraceStamp stamp() const {
+    return tracing() ? TraceStamp{track, recorder->now_us()} : TraceStamp{};
+  }
   // Records the receipt of a message sent with `stamp` as a flow from its sender to this track.
   void received(const TraceStamp& stamp, const char* type, std::int64_t micro_batch,
                 std::uint64_t bytes) const {

@@ -21,8 +21,8 @@ class BackwardOrder {
     }
     if (key.micro_batch != next_)
       throw std::logic_error(who + ": backward of micro-batch " + std::to_string(key.micro_batch) +
-                             " of step " + std::to_string(key.step) + " arrived before micro-batch " +
-                             std::to_string(next_));
+                             " of step " + std::to_string(key.step) +
+                             " arrived before micro-batch " + std::to_string(next_));
     ++next_;
   }
 

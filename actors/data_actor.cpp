@@ -33,7 +33,8 @@ Prepared draw(Batcher& batcher, const ActorContext& ctx) {
   return p;
 }
 
-caf::behavior data_behavior(caf::stateful_actor<DataState>* self, std::shared_ptr<const Dataset> train,
+caf::behavior data_behavior(caf::stateful_actor<DataState>* self,
+                            std::shared_ptr<const Dataset> train,
                             std::shared_ptr<const Dataset> eval, DataActorOptions options,
                             ActorContext ctx) {
   auto& st = self->state;
@@ -61,9 +62,11 @@ caf::behavior data_behavior(caf::stateful_actor<DataState>* self, std::shared_pt
         for (std::int64_t i = 0; i < request.count; ++i) {
           if (st.ready.empty()) st.ready.push_back(draw(*st.train, st.ctx));
           reply.batches.push_back(st.ready.front().batch);
+          // The batch's epoch is that of the position it was drawn from: the batcher itself is
+          // already past the epoch's end after its last batch, or further on after prefetching.
+          reply.epoch = st.ready.front().position.epoch;
           st.ready.pop_front();
         }
-        reply.epoch = st.train->position().epoch;
         // Prepare the next step's batches after this reply is on its way.
         if (st.options.prefetch > 0)
           self->send(self, prefetch_atom::value, request.count * st.options.prefetch);
@@ -74,10 +77,13 @@ caf::behavior data_behavior(caf::stateful_actor<DataState>* self, std::shared_pt
         while (static_cast<std::int64_t>(st.ready.size()) < target)
           st.ready.push_back(draw(*st.train, st.ctx));
       },
-      [self](rewind_eval) { self->state.eval->seek(BatcherPosition{0, 0}); },
+      [self](rewind_eval) {
+        self->state.eval->seek(BatcherPosition{0, 0});
+      },
       [self](get_position) {
         auto& st = self->state;
-        const BatcherPosition p = st.ready.empty() ? st.train->position() : st.ready.front().position;
+        const BatcherPosition p =
+            st.ready.empty() ? st.train->position() : st.ready.front().position;
         return data_position{p.epoch, p.index};
       },
       [self](const set_position& msg) {
@@ -93,7 +99,8 @@ caf::behavior data_behavior(caf::stateful_actor<DataState>* self, std::shared_pt
 caf::actor spawn_data_actor(caf::actor_system& system, std::shared_ptr<const Dataset> train,
                             std::shared_ptr<const Dataset> eval, DataActorOptions options,
                             ActorContext context) {
-  return system.spawn(data_behavior, std::move(train), std::move(eval), options, std::move(context));
+  return system.spawn(data_behavior, std::move(train), std::move(eval), options,
+                      std::move(context));
 }
 
 }  // namespace troupe

@@ -20,10 +20,10 @@
 namespace troupe {
 
 struct DataActorOptions {
-  BatcherOptions train;                // batch_size = micro-batch size
+  BatcherOptions train;  // batch_size = micro-batch size
   std::int64_t eval_batch_size = 256;
-  std::int64_t prefetch = 1;           // steps' worth of batches prepared ahead; 0 = none
-  BatcherPosition start;               // where training batches begin (a checkpoint's position)
+  std::int64_t prefetch = 1;  // steps' worth of batches prepared ahead; 0 = none
+  BatcherPosition start;      // where training batches begin (a checkpoint's position)
 };
 
 caf::actor spawn_data_actor(caf::actor_system& system, std::shared_ptr<const Dataset> train,

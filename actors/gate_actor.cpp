@@ -15,12 +15,12 @@ namespace troupe {
 namespace {
 
 struct InFlight {
-  forward_work work;        // the forward message (batch handles travel on with it)
-  Tensor x;                 // the layer's input [S, d]
-  MoEForwardState state;    // router plan, combine and residual activations
-  RoutingPlan plan;         // until finish_forward takes it
-  Tensor buffer;            // expert outputs (forward) or input-row gradients (backward) [R, d]
-  std::int64_t pending = 0; // shards still working
+  forward_work work;         // the forward message (batch handles travel on with it)
+  Tensor x;                  // the layer's input [S, d]
+  MoEForwardState state;     // router plan, combine and residual activations
+  RoutingPlan plan;          // until finish_forward takes it
+  Tensor buffer;             // expert outputs (forward) or input-row gradients (backward) [R, d]
+  std::int64_t pending = 0;  // shards still working
 };
 
 struct GateState {
@@ -38,7 +38,8 @@ struct GateState {
 using Self = caf::stateful_actor<GateState>*;
 
 // Rows [begin, end) of the expert-major buffer that belong to shard j.
-std::pair<std::int64_t, std::int64_t> shard_rows(const RoutingPlan& plan, const ExpertShardSpec& s) {
+std::pair<std::int64_t, std::int64_t> shard_rows(const RoutingPlan& plan,
+                                                 const ExpertShardSpec& s) {
   return {plan.expert_offsets[static_cast<std::size_t>(s.first_expert)],
           plan.expert_offsets[static_cast<std::size_t>(s.last_expert)]};
 }
@@ -114,10 +115,11 @@ caf::behavior gate_behavior(Self self, std::shared_ptr<Model> model, std::int64_
         for (std::size_t j = 0; j < st.shards.actors.size(); ++j) {
           const auto& spec = st.shards.specs[j];
           const auto [begin, end] = shard_rows(f.plan, spec);
-          self->send(st.shards.actors[j],
-                     expert_forward{msg.key, msg.training, TensorHandle(rows.slice_rows(begin, end)),
-                                    f.plan.local_offsets(spec.first_expert, spec.last_expert),
-                                    TensorHandle(f.buffer.slice_rows(begin, end)), st.ctx.stamp()});
+          self->send(
+              st.shards.actors[j],
+              expert_forward{msg.key, msg.training, TensorHandle(rows.slice_rows(begin, end)),
+                             f.plan.local_offsets(spec.first_expert, spec.last_expert),
+                             TensorHandle(f.buffer.slice_rows(begin, end)), st.ctx.stamp()});
         }
       },
       [self](const backward_work& msg) {
@@ -134,9 +136,10 @@ caf::behavior gate_behavior(Self self, std::shared_ptr<Model> model, std::int64_
         f.pending = static_cast<std::int64_t>(st.shards.actors.size());
         for (std::size_t j = 0; j < st.shards.actors.size(); ++j) {
           const auto [begin, end] = shard_rows(f.state.plan, st.shards.specs[j]);
-          self->send(st.shards.actors[j],
-                     expert_backward{msg.key, TensorHandle(grad_rows.slice_rows(begin, end)),
-                                     TensorHandle(f.buffer.slice_rows(begin, end)), st.ctx.stamp()});
+          self->send(
+              st.shards.actors[j],
+              expert_backward{msg.key, TensorHandle(grad_rows.slice_rows(begin, end)),
+                              TensorHandle(f.buffer.slice_rows(begin, end)), st.ctx.stamp()});
         }
       },
       [self](const expert_done& msg) {

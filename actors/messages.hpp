@@ -51,7 +51,7 @@ struct forward_work {
   TensorHandle inputs;      // the micro-batch's inputs (segment 0 reads them)
   TensorHandle targets;     // the micro-batch's targets (the last segment reads them)
   TensorHandle activation;  // output of the previous stage (undefined for segment 0)
-  CacheHandle cache;         // created by segment 0
+  CacheHandle cache;        // created by segment 0
   // d(step loss) / d(this micro-batch's loss): 1 / micro-batches, so gradients are averaged over
   // gradient accumulation steps as DeepSpeed does.
   float loss_weight = 1.0f;
@@ -144,16 +144,17 @@ struct run_step {
 // Scheduler → trainer: what the step computed.
 struct step_result {
   std::int64_t step = 0;
-  float loss = 0.0f;   // mean cross-entropy over micro-batches
+  float loss = 0.0f;      // mean cross-entropy over micro-batches
   double loss_sum = 0.0;  // Σ over micro-batches of (mean loss × predictions): exact eval means
-  float l_aux = 0.0f;  // mean over micro-batches of Σ_layers l_aux
+  float l_aux = 0.0f;     // mean over micro-batches of Σ_layers l_aux
   std::int64_t correct = 0;
   std::int64_t count = 0;
   std::vector<std::vector<std::int64_t>> exp_counts;  // [layer][expert], summed over micro-batches
   std::int64_t dropped = 0;
 };
 
-// ---- data ----------------------------------------------------------------------------------------
+// ---- data
+// ----------------------------------------------------------------------------------------
 
 // Trainer → data actor: the next `count` training micro-batches (or evaluation batches).
 struct next_batches {
@@ -162,8 +163,8 @@ struct next_batches {
 };
 struct batches_reply {
   std::vector<batch_data> batches;
-  std::int64_t epoch = 0;          // epoch of the last batch handed out
-  bool epoch_finished = false;     // evaluation: the split is exhausted
+  std::int64_t epoch = 0;       // epoch of the last batch handed out
+  bool epoch_finished = false;  // evaluation: the split is exhausted
 };
 // Trainer → data actor: restart the evaluation split from its beginning.
 struct rewind_eval {};
@@ -177,7 +178,8 @@ struct set_position {
   data_position position;
 };
 
-// ---- optimizer -----------------------------------------------------------------------------------
+// ---- optimizer
+// -----------------------------------------------------------------------------------
 
 // Trainer → optimizer partition: the step's gradients are complete; `gradients` are views of
 // the partition's gradient bucket (one handle per parameter slice). Reply: Σ g² (double).
@@ -235,20 +237,22 @@ struct start_training {};
 struct training_summary {
   std::int64_t steps = 0;
   float final_train_loss = 0.0f;
-  float eval_loss = 0.0f;        // mean cross-entropy (nats) over the evaluation split
-  float eval_accuracy = 0.0f;    // fraction of correct predictions
-  std::int64_t eval_count = 0;   // predictions evaluated
+  float eval_loss = 0.0f;       // mean cross-entropy (nats) over the evaluation split
+  float eval_accuracy = 0.0f;   // fraction of correct predictions
+  std::int64_t eval_count = 0;  // predictions evaluated
   double wall_seconds = 0.0;
 };
 
-// ---- tracing -------------------------------------------------------------------------------------
+// ---- tracing
+// -------------------------------------------------------------------------------------
 
 // Any actor → trace actor: write the trace recorded so far to `path` (Chrome-trace JSON).
 struct flush_trace {
   std::string path;
 };
 
-// ---- inspect functions (CAF 0.17 style) ------------------------------------------------------------
+// ---- inspect functions (CAF 0.17 style)
+// ------------------------------------------------------------
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TensorDesc& x) {
@@ -286,10 +290,10 @@ typename Inspector::result_type inspect(Inspector& f, TensorHandle& x) {
   return f(caf::meta::type_name("TensorHandle"), present, desc, load);
 }
 
-#define TROUPE_INSPECT(type, ...)                                              \
-  template <class Inspector>                                                  \
-  typename Inspector::result_type inspect(Inspector& f, type& x) {            \
-    return f(caf::meta::type_name(#type), __VA_ARGS__);                       \
+#define TROUPE_INSPECT(type, ...)                                  \
+  template <class Inspector>                                       \
+  typename Inspector::result_type inspect(Inspector& f, type& x) { \
+    return f(caf::meta::type_name(#type), __VA_ARGS__);            \
   }
 
 TROUPE_INSPECT(MicroBatchKey, x.step, x.micro_batch)
@@ -306,7 +310,8 @@ TROUPE_INSPECT(loss_report, x.key, x.loss, x.correct, x.count, x.stamp)
 TROUPE_INSPECT(micro_batch_done, x.key, x.stamp)
 TROUPE_INSPECT(batch_data, x.inputs, x.targets)
 TROUPE_INSPECT(run_step, x.step, x.training, x.micro_batches)
-TROUPE_INSPECT(step_result, x.step, x.loss, x.loss_sum, x.l_aux, x.correct, x.count, x.exp_counts, x.dropped)
+TROUPE_INSPECT(step_result, x.step, x.loss, x.loss_sum, x.l_aux, x.correct, x.count, x.exp_counts,
+               x.dropped)
 TROUPE_INSPECT(next_batches, x.count, x.evaluation)
 TROUPE_INSPECT(batches_reply, x.batches, x.epoch, x.epoch_finished)
 TROUPE_INSPECT(data_position, x.epoch, x.index)
@@ -345,37 +350,37 @@ typename Inspector::result_type inspect(Inspector& f, get_optimizer_state&) {
 }  // namespace troupe
 
 CAF_BEGIN_TYPE_ID_BLOCK(troupe, caf::first_custom_type_id)
-  CAF_ADD_TYPE_ID(troupe, (troupe::TensorHandle))
-  CAF_ADD_TYPE_ID(troupe, (troupe::MicroBatchKey))
-  CAF_ADD_TYPE_ID(troupe, (troupe::forward_work))
-  CAF_ADD_TYPE_ID(troupe, (troupe::pipeline_links))
-  CAF_ADD_TYPE_ID(troupe, (troupe::backward_work))
-  CAF_ADD_TYPE_ID(troupe, (troupe::expert_forward))
-  CAF_ADD_TYPE_ID(troupe, (troupe::expert_backward))
-  CAF_ADD_TYPE_ID(troupe, (troupe::expert_done))
-  CAF_ADD_TYPE_ID(troupe, (troupe::moe_stats))
-  CAF_ADD_TYPE_ID(troupe, (troupe::loss_report))
-  CAF_ADD_TYPE_ID(troupe, (troupe::micro_batch_done))
-  CAF_ADD_TYPE_ID(troupe, (troupe::batch_data))
-  CAF_ADD_TYPE_ID(troupe, (troupe::run_step))
-  CAF_ADD_TYPE_ID(troupe, (troupe::step_result))
-  CAF_ADD_TYPE_ID(troupe, (troupe::next_batches))
-  CAF_ADD_TYPE_ID(troupe, (troupe::batches_reply))
-  CAF_ADD_TYPE_ID(troupe, (troupe::rewind_eval))
-  CAF_ADD_TYPE_ID(troupe, (troupe::data_position))
-  CAF_ADD_TYPE_ID(troupe, (troupe::get_position))
-  CAF_ADD_TYPE_ID(troupe, (troupe::set_position))
-  CAF_ADD_TYPE_ID(troupe, (troupe::gradient_bucket))
-  CAF_ADD_TYPE_ID(troupe, (troupe::grad_norm_reply))
-  CAF_ADD_TYPE_ID(troupe, (troupe::optimizer_step))
-  CAF_ADD_TYPE_ID(troupe, (troupe::optimizer_done))
-  CAF_ADD_TYPE_ID(troupe, (troupe::offload_step))
-  CAF_ADD_TYPE_ID(troupe, (troupe::get_optimizer_state))
-  CAF_ADD_TYPE_ID(troupe, (troupe::set_optimizer_state))
-  CAF_ADD_TYPE_ID(troupe, (troupe::optimizer_state))
-  CAF_ADD_TYPE_ID(troupe, (troupe::flush_trace))
-  CAF_ADD_TYPE_ID(troupe, (troupe::start_training))
-  CAF_ADD_TYPE_ID(troupe, (troupe::training_summary))
-  CAF_ADD_TYPE_ID(troupe, (std::vector<troupe::batch_data>))
-  CAF_ADD_TYPE_ID(troupe, (std::vector<troupe::TensorHandle>))
+CAF_ADD_TYPE_ID(troupe, (troupe::TensorHandle))
+CAF_ADD_TYPE_ID(troupe, (troupe::MicroBatchKey))
+CAF_ADD_TYPE_ID(troupe, (troupe::forward_work))
+CAF_ADD_TYPE_ID(troupe, (troupe::pipeline_links))
+CAF_ADD_TYPE_ID(troupe, (troupe::backward_work))
+CAF_ADD_TYPE_ID(troupe, (troupe::expert_forward))
+CAF_ADD_TYPE_ID(troupe, (troupe::expert_backward))
+CAF_ADD_TYPE_ID(troupe, (troupe::expert_done))
+CAF_ADD_TYPE_ID(troupe, (troupe::moe_stats))
+CAF_ADD_TYPE_ID(troupe, (troupe::loss_report))
+CAF_ADD_TYPE_ID(troupe, (troupe::micro_batch_done))
+CAF_ADD_TYPE_ID(troupe, (troupe::batch_data))
+CAF_ADD_TYPE_ID(troupe, (troupe::run_step))
+CAF_ADD_TYPE_ID(troupe, (troupe::step_result))
+CAF_ADD_TYPE_ID(troupe, (troupe::next_batches))
+CAF_ADD_TYPE_ID(troupe, (troupe::batches_reply))
+CAF_ADD_TYPE_ID(troupe, (troupe::rewind_eval))
+CAF_ADD_TYPE_ID(troupe, (troupe::data_position))
+CAF_ADD_TYPE_ID(troupe, (troupe::get_position))
+CAF_ADD_TYPE_ID(troupe, (troupe::set_position))
+CAF_ADD_TYPE_ID(troupe, (troupe::gradient_bucket))
+CAF_ADD_TYPE_ID(troupe, (troupe::grad_norm_reply))
+CAF_ADD_TYPE_ID(troupe, (troupe::optimizer_step))
+CAF_ADD_TYPE_ID(troupe, (troupe::optimizer_done))
+CAF_ADD_TYPE_ID(troupe, (troupe::offload_step))
+CAF_ADD_TYPE_ID(troupe, (troupe::get_optimizer_state))
+CAF_ADD_TYPE_ID(troupe, (troupe::set_optimizer_state))
+CAF_ADD_TYPE_ID(troupe, (troupe::optimizer_state))
+CAF_ADD_TYPE_ID(troupe, (troupe::flush_trace))
+CAF_ADD_TYPE_ID(troupe, (troupe::start_training))
+CAF_ADD_TYPE_ID(troupe, (troupe::training_summary))
+CAF_ADD_TYPE_ID(troupe, (std::vector<troupe::batch_data>))
+CAF_ADD_TYPE_ID(troupe, (std::vector<troupe::TensorHandle>))
 CAF_END_TYPE_ID_BLOCK(troupe)

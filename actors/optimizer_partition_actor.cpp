@@ -17,9 +17,12 @@ void restore_partition_state(OptimizerPartition& partition, const set_optimizer_
     throw std::invalid_argument("optimizer state: names and tensors differ in count");
   for (std::size_t i = 0; i < state.names.size(); ++i) {
     const Tensor& source = state.tensors[i].tensor();
-    if (state.names[i] == "exp_avg") partition.exp_avg().copy_from(source);
-    else if (state.names[i] == "exp_avg_sq") partition.exp_avg_sq().copy_from(source);
-    else throw std::invalid_argument("optimizer state: unknown tensor '" + state.names[i] + "'");
+    if (state.names[i] == "exp_avg")
+      partition.exp_avg().copy_from(source);
+    else if (state.names[i] == "exp_avg_sq")
+      partition.exp_avg_sq().copy_from(source);
+    else
+      throw std::invalid_argument("optimizer state: unknown tensor '" + state.names[i] + "'");
   }
 }
 
@@ -55,8 +58,9 @@ caf::behavior partition_behavior(caf::event_based_actor* self,
       [=](const optimizer_step& msg) -> caf::result<optimizer_done> {
         ctx.received(msg.stamp, "optimizer_step", -1, 0);
         if (offload)
-          return relay<optimizer_done>(self, offload, offload_step{partition->index(), msg.step, msg.lr,
-                                                                   msg.grad_scale, ctx.stamp()});
+          return relay<optimizer_done>(
+              self, offload,
+              offload_step{partition->index(), msg.step, msg.lr, msg.grad_scale, ctx.stamp()});
         auto span = ctx.span("adam", "optimizer");
         AdamParams step_hp = hp;
         step_hp.lr = msg.lr;
@@ -64,7 +68,8 @@ caf::behavior partition_behavior(caf::event_based_actor* self,
         return optimizer_done{partition->index(), msg.step};
       },
       [=](get_optimizer_state) -> caf::result<optimizer_state> {
-        if (offload) return relay<optimizer_state>(self, offload, get_optimizer_state{}, partition->index());
+        if (offload)
+          return relay<optimizer_state>(self, offload, get_optimizer_state{}, partition->index());
         return partition_state(*partition);
       },
       [=](const set_optimizer_state& msg) -> caf::result<void> {

@@ -27,7 +27,9 @@ struct StageState {
   bool is_last() const { return segment == model->num_moe_layers(); }
 };
 
-Tensor scalar(float value) { return Tensor::from_vector({value}, {1}); }
+Tensor scalar(float value) {
+  return Tensor::from_vector({value}, {1});
+}
 
 void run_backward(caf::event_based_actor* self, StageState& st, const MicroBatchKey& key,
                   const Tensor& gradient) {
@@ -39,8 +41,8 @@ void run_backward(caf::event_based_actor* self, StageState& st, const MicroBatch
   Tensor grad_input;
   {
     auto span = st.ctx.span("segment_backward", "compute");
-    grad_input = st.model->backward_segment(st.segment, node->second.batch, gradient,
-                                            *node->second.cache);
+    grad_input =
+        st.model->backward_segment(st.segment, node->second.batch, gradient, *node->second.cache);
   }
   st.in_flight.erase(node);
   if (st.segment == 0) {
@@ -63,7 +65,8 @@ caf::behavior stage_behavior(caf::stateful_actor<StageState>* self, std::shared_
         st.ctx.received(msg.stamp, "forward_work", msg.key.micro_batch, msg.activation.bytes());
         auto& entry = st.in_flight[msg.key];
         entry.batch = Batch{msg.inputs.tensor(), msg.targets.tensor()};
-        entry.cache = msg.cache.cache ? msg.cache.cache : std::shared_ptr<SegmentCache>(st.model->make_cache());
+        entry.cache = msg.cache.cache ? msg.cache.cache
+                                      : std::shared_ptr<SegmentCache>(st.model->make_cache());
         entry.loss_weight = msg.loss_weight;
         Tensor moe_output = msg.activation.valid() ? msg.activation.tensor() : Tensor();
         Tensor out;

@@ -1,8 +1,8 @@
 // Trace actor (see trace_actor.hpp).
 #include "actors/trace_actor.hpp"
 
-#include <caf/all.hpp>
 #include <spdlog/spdlog.h>
+#include <caf/all.hpp>
 
 #include "actors/messages.hpp"
 

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <optional>
 
+#include <spdlog/spdlog.h>
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "models/checkpoint.hpp"
 #include "models/optimizer_partition.hpp"
@@ -90,14 +90,15 @@ void ask_all_partitions(Self self, Make make, Done done) {
 
 void train_step(Self self);
 
-void evaluate(Self self, std::function<void(const EvalTotals&)> done) {
+// Streams the evaluation split through the scheduler; `max_batches` = 0 means the whole split.
+void evaluate(Self self, std::int64_t max_batches, std::function<void(const EvalTotals&)> done) {
   auto totals = std::make_shared<EvalTotals>();
   auto next = std::make_shared<std::function<void()>>();
-  *next = [self, totals, done, next] {
+  *next = [self, totals, done, next, max_batches] {
     auto& st = self->state;
     self->request(st.links.data, caf::infinite, next_batches{st.opt.eval_micro_batches, true})
         .then(
-            [self, totals, done, next](batches_reply& reply) {
+            [self, totals, done, next, max_batches](batches_reply& reply) {
               auto& st = self->state;
               if (reply.batches.empty()) {
                 done(*totals);
@@ -109,13 +110,11 @@ void evaluate(Self self, std::function<void(const EvalTotals&)> done) {
               self->request(st.links.scheduler, caf::infinite,
                             run_step{st.step, false, std::move(reply.batches)})
                   .then(
-                      [self, totals, done, next, last](step_result& result) {
-                        auto& st = self->state;
+                      [self, totals, done, next, last, max_batches](step_result& result) {
                         totals->loss_sum += result.loss_sum;
                         totals->correct += result.correct;
                         totals->count += result.count;
-                        const bool enough =
-                            st.opt.eval_batches > 0 && totals->batches >= st.opt.eval_batches;
+                        const bool enough = max_batches > 0 && totals->batches >= max_batches;
                         if (last || enough) {
                           done(*totals);
                           *next = nullptr;
@@ -136,12 +135,16 @@ void log_eval(Self self, const EvalTotals& totals) {
   const double loss = totals.count ? totals.loss_sum / static_cast<double>(totals.count) : 0.0;
   const double accuracy =
       totals.count ? static_cast<double>(totals.correct) / static_cast<double>(totals.count) : 0.0;
-  nlohmann::json line{{"type", "eval"}, {"step", st.step}, {"loss", loss},
-                      {"accuracy", accuracy}, {"count", totals.count}};
+  nlohmann::json line{{"type", "eval"},
+                      {"step", st.step},
+                      {"loss", loss},
+                      {"accuracy", accuracy},
+                      {"count", totals.count}};
   if (st.opt.language_model) {
     line["bits_per_char"] = loss / std::log(2.0);
-    spdlog::info("eval  step {} | loss {:.4f} | {:.4f} bits/char | accuracy {:.2f}% ({} predictions)",
-                 st.step, loss, loss / std::log(2.0), 100.0 * accuracy, totals.count);
+    spdlog::info(
+        "eval  step {} | loss {:.4f} | {:.4f} bits/char | accuracy {:.2f}% ({} predictions)",
+        st.step, loss, loss / std::log(2.0), 100.0 * accuracy, totals.count);
   } else {
     spdlog::info("eval  step {} | loss {:.4f} | accuracy {:.2f}% ({} predictions)", st.step, loss,
                  100.0 * accuracy, totals.count);
@@ -168,8 +171,9 @@ void checkpoint(Self self, std::function<void()> then) {
                   CheckpointMeta meta{st.step, position.epoch, position.index, st.opt.seed,
                                       st.model->name()};
                   try {
-                    const auto path = save_checkpoint(st.opt.checkpoint_dir, meta,
-                                                      st.model->parameters(), optimizer);
+                    const auto path =
+                        save_checkpoint(st.opt.checkpoint_dir, meta, st.model->parameters(),
+                                        optimizer, st.opt.checkpoint_keep);
                     spdlog::info("checkpoint: step {} → {}", st.step, path);
                   } catch (const std::exception& e) {
                     fail(self, caf::make_error(caf::sec::runtime_error,
@@ -183,7 +187,8 @@ void checkpoint(Self self, std::function<void()> then) {
 }
 
 void finish(Self self) {
-  evaluate(self, [self](const EvalTotals& totals) {
+  // The final evaluation always covers the whole split; eval_batches bounds the periodic ones.
+  evaluate(self, 0, [self](const EvalTotals& totals) {
     auto& st = self->state;
     log_eval(self, totals);
     training_summary summary;
@@ -191,11 +196,11 @@ void finish(Self self) {
     summary.final_train_loss = st.last_loss;
     summary.eval_count = totals.count;
     summary.eval_loss =
-        totals.count ? static_cast<float>(totals.loss_sum / static_cast<double>(totals.count)) : 0.0f;
-    summary.eval_accuracy =
-        totals.count ? static_cast<float>(static_cast<double>(totals.correct) /
-                                          static_cast<double>(totals.count))
+        totals.count ? static_cast<float>(totals.loss_sum / static_cast<double>(totals.count))
                      : 0.0f;
+    summary.eval_accuracy = totals.count ? static_cast<float>(static_cast<double>(totals.correct) /
+                                                              static_cast<double>(totals.count))
+                                         : 0.0f;
     summary.wall_seconds = seconds_since(st.started);
     if (st.promise) st.promise->deliver(summary);
     st.promise.reset();
@@ -223,7 +228,7 @@ void after_step(Self self) {
   };
   if (st.opt.eval_interval > 0 && st.step % st.opt.eval_interval == 0 &&
       st.step < st.opt.total_steps) {
-    evaluate(self, [self, maybe_checkpoint](const EvalTotals& totals) {
+    evaluate(self, st.opt.eval_batches, [self, maybe_checkpoint](const EvalTotals& totals) {
       log_eval(self, totals);
       maybe_checkpoint();
     });
@@ -237,17 +242,20 @@ void report_step(Self self, const step_result& result, float lr, double grad_nor
   st.last_loss = result.loss;
   const auto samples = st.opt.micro_batches_per_step * st.opt.samples_per_micro_batch;
   st.interval_samples += samples;
-  nlohmann::json line{{"type", "train"},   {"step", st.step},
-                      {"loss", result.loss}, {"l_aux", result.l_aux},
-                      {"lr", lr},            {"grad_norm", grad_norm},
+  nlohmann::json line{{"type", "train"},
+                      {"step", st.step},
+                      {"loss", result.loss},
+                      {"l_aux", result.l_aux},
+                      {"lr", lr},
+                      {"grad_norm", grad_norm},
                       {"elapsed_s", seconds_since(st.started)},
-                      {"exp_counts", result.exp_counts}, {"dropped", result.dropped}};
+                      {"exp_counts", result.exp_counts},
+                      {"dropped", result.dropped}};
   const bool log_now = st.step % st.opt.log_interval == 0 || st.step == st.opt.total_steps;
   if (log_now) {
     const double interval = seconds_since(st.interval_started);
     const double rate = interval > 0 ? static_cast<double>(st.interval_samples) / interval : 0.0;
-    const double remaining_samples =
-        static_cast<double>((st.opt.total_steps - st.step) * samples);
+    const double remaining_samples = static_cast<double>((st.opt.total_steps - st.step) * samples);
     line["samples_per_s"] = rate;
     spdlog::info("step {}/{} | loss {:.4f} | l_aux {:.4f} | lr {:.2e} | {:.0f} samples/s | ETA {}",
                  st.step, st.opt.total_steps, result.loss, result.l_aux, lr, rate,
@@ -301,8 +309,9 @@ void train_step(Self self) {
           [self](caf::error& err) { fail(self, err); });
 }
 
-caf::behavior trainer_behavior(caf::stateful_actor<TrainerState>* self, std::shared_ptr<Model> model,
-                               TrainerOptions options, TrainerLinks links, ActorContext ctx) {
+caf::behavior trainer_behavior(caf::stateful_actor<TrainerState>* self,
+                               std::shared_ptr<Model> model, TrainerOptions options,
+                               TrainerLinks links, ActorContext ctx) {
   auto& st = self->state;
   st.model = std::move(model);
   st.opt = std::move(options);
@@ -316,7 +325,9 @@ caf::behavior trainer_behavior(caf::stateful_actor<TrainerState>* self, std::sha
         if (!st.opt.metrics_file.empty()) {
           const auto parent = std::filesystem::path(st.opt.metrics_file).parent_path();
           if (!parent.empty()) std::filesystem::create_directories(parent);
-          st.metrics.open(st.opt.metrics_file, std::ios::app);
+          // A fresh run starts a fresh file; a resumed one continues the file it left.
+          st.metrics.open(st.opt.metrics_file,
+                          st.opt.start_step > 0 ? std::ios::app : std::ios::trunc);
           if (!st.metrics)
             return caf::make_error(caf::sec::runtime_error,
                                    "cannot open metrics file " + st.opt.metrics_file);

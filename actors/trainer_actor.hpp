@@ -27,18 +27,19 @@ namespace troupe {
 
 struct TrainerOptions {
   std::int64_t total_steps = 1;
-  std::int64_t start_step = 0;           // steps already done (resume)
+  std::int64_t start_step = 0;  // steps already done (resume)
   std::int64_t micro_batches_per_step = 1;
   std::int64_t samples_per_micro_batch = 1;
   std::function<float(std::int64_t step)> learning_rate;  // step is 1-based
-  float gradient_clipping = 0.0f;        // max global norm; 0 = off
-  std::int64_t eval_interval = 0;        // steps; 0 = only after the last step
-  std::int64_t eval_batches = 0;         // 0 = the whole evaluation split
+  float gradient_clipping = 0.0f;                         // max global norm; 0 = off
+  std::int64_t eval_interval = 0;                         // steps; 0 = only after the last step
+  std::int64_t eval_batches = 0;                          // 0 = the whole evaluation split
   std::int64_t eval_micro_batches = 2;   // evaluation batches per scheduler request
   std::int64_t log_interval = 10;        // steps between progress lines
   std::string metrics_file;              // JSON lines; empty = none
   std::string checkpoint_dir;            // empty = no checkpoints
   std::int64_t checkpoint_interval = 0;  // steps; 0 = none
+  std::int64_t checkpoint_keep = 0;      // newest checkpoints kept; 0 = all
   std::uint64_t seed = 0;                // recorded in checkpoints
   bool language_model = false;           // report bits per character next to the loss
 };

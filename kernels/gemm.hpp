@@ -1,4 +1,5 @@
-// Matrix products: plain GEMM, the dense linear layer, and the grouped linear layer the experts use.
+// Matrix products: plain GEMM, the dense linear layer, and the grouped linear layer the experts
+// use.
 //
 // All matrices are row-major. Launchers take raw pointers and sizes (llm.c's convention); the CPU
 // versions here go through OpenBLAS. Parameter gradients accumulate (`+=`) so micro-batches can
@@ -19,12 +20,13 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
           const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
           std::int64_t ldc);
 
-// y[rows, out] = x[rows, in] · wᵀ + bias; w is [out, in] (PyTorch's Linear layout), bias may be null.
+// y[rows, out] = x[rows, in] · wᵀ + bias; w is [out, in] (PyTorch's Linear layout), bias may be
+// null.
 void linear_forward(const float* x, const float* w, const float* bias, float* y, std::int64_t rows,
                     std::int64_t in, std::int64_t out);
 
-// dx = dy · w (overwrites; skipped when dx is null), dw += dyᵀ · x, dbias += Σ_rows dy (skipped when
-// null).
+// dx = dy · w (overwrites; skipped when dx is null), dw += dyᵀ · x, dbias += Σ_rows dy (skipped
+// when null).
 void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
                      float* dbias, std::int64_t rows, std::int64_t in, std::int64_t out);
 

@@ -24,8 +24,8 @@ namespace cpu {
 // One step for n parameters; `step` is the 1-based step count after this update. grad_scale
 // multiplies the gradient first (gradient clipping and loss-scale removal use it). step < 1 or a
 // beta outside [0, 1) throws std::invalid_argument.
-void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq,
-               std::int64_t n, const AdamParams& hp, std::int64_t step, float grad_scale);
+void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, std::int64_t n,
+               const AdamParams& hp, std::int64_t step, float grad_scale);
 
 }  // namespace cpu
 }  // namespace troupe

@@ -9,9 +9,12 @@ namespace troupe {
 
 std::string to_string(const Device& device) {
   switch (device.kind) {
-    case DeviceKind::cpu: return "cpu";
-    case DeviceKind::pinned_host: return "pinned_host";
-    case DeviceKind::cuda: return "cuda:" + std::to_string(device.index);
+    case DeviceKind::cpu:
+      return "cpu";
+    case DeviceKind::pinned_host:
+      return "pinned_host";
+    case DeviceKind::cuda:
+      return "cuda:" + std::to_string(device.index);
   }
   return "unknown";
 }
@@ -25,7 +28,9 @@ void* CpuAllocator::allocate(std::size_t bytes) {
   return ptr;
 }
 
-void CpuAllocator::deallocate(void* ptr, std::size_t) noexcept { std::free(ptr); }
+void CpuAllocator::deallocate(void* ptr, std::size_t) noexcept {
+  std::free(ptr);
+}
 
 Allocator& cpu_allocator() {
   static CpuAllocator instance;
@@ -35,6 +40,8 @@ Allocator& cpu_allocator() {
 Storage::Storage(Allocator& allocator, std::size_t bytes)
     : allocator_(allocator), bytes_(bytes), data_(allocator.allocate(bytes)) {}
 
-Storage::~Storage() { allocator_.deallocate(data_, bytes_); }
+Storage::~Storage() {
+  allocator_.deallocate(data_, bytes_);
+}
 
 }  // namespace troupe

@@ -11,22 +11,32 @@ namespace troupe {
 
 std::size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::f32: return 4;
-    case DType::f16: return 2;
-    case DType::bf16: return 2;
-    case DType::i32: return 4;
-    case DType::i64: return 8;
+    case DType::f32:
+      return 4;
+    case DType::f16:
+      return 2;
+    case DType::bf16:
+      return 2;
+    case DType::i32:
+      return 4;
+    case DType::i64:
+      return 8;
   }
   throw std::invalid_argument("dtype_size: unknown dtype");
 }
 
 std::string_view dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::f32: return "f32";
-    case DType::f16: return "f16";
-    case DType::bf16: return "bf16";
-    case DType::i32: return "i32";
-    case DType::i64: return "i64";
+    case DType::f32:
+      return "f32";
+    case DType::f16:
+      return "f16";
+    case DType::bf16:
+      return "bf16";
+    case DType::i32:
+      return "i32";
+    case DType::i64:
+      return "i64";
   }
   return "unknown";
 }
@@ -51,7 +61,8 @@ std::uint16_t f32_to_f16_bits(float value) {
   const std::uint32_t abs = x & 0x7fffffffu;
   if (abs >= 0x7f800000u) {  // inf or NaN
     const bool is_nan = abs > 0x7f800000u;
-    return static_cast<std::uint16_t>(sign | 0x7c00u | (is_nan ? 0x0200u | ((abs >> 13) & 0x3ffu) : 0u));
+    return static_cast<std::uint16_t>(sign | 0x7c00u |
+                                      (is_nan ? 0x0200u | ((abs >> 13) & 0x3ffu) : 0u));
   }
   if (abs >= 0x477ff000u) {  // rounds to a value >= 65520: overflow to infinity
     return static_cast<std::uint16_t>(sign | 0x7c00u);
@@ -113,11 +124,16 @@ namespace {
 
 double load_as_double(const void* src, DType dtype, std::size_t i) {
   switch (dtype) {
-    case DType::f32: return static_cast<const float*>(src)[i];
-    case DType::f16: return f16_bits_to_f32(static_cast<const std::uint16_t*>(src)[i]);
-    case DType::bf16: return bf16_bits_to_f32(static_cast<const std::uint16_t*>(src)[i]);
-    case DType::i32: return static_cast<const std::int32_t*>(src)[i];
-    case DType::i64: return static_cast<double>(static_cast<const std::int64_t*>(src)[i]);
+    case DType::f32:
+      return static_cast<const float*>(src)[i];
+    case DType::f16:
+      return f16_bits_to_f32(static_cast<const std::uint16_t*>(src)[i]);
+    case DType::bf16:
+      return bf16_bits_to_f32(static_cast<const std::uint16_t*>(src)[i]);
+    case DType::i32:
+      return static_cast<const std::int32_t*>(src)[i];
+    case DType::i64:
+      return static_cast<double>(static_cast<const std::int64_t*>(src)[i]);
   }
   return 0.0;
 }
@@ -139,13 +155,23 @@ void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::
   for (std::size_t i = 0; i < count; ++i) {
     const double v = load_as_double(src, src_dtype, i);
     switch (dst_dtype) {
-      case DType::f32: static_cast<float*>(dst)[i] = static_cast<float>(v); break;
+      case DType::f32:
+        static_cast<float*>(dst)[i] = static_cast<float>(v);
+        break;
       // Going through float first is exact for every source except i64 / i32 of large magnitude,
       // whose f16/bf16 value is then double-rounded; such inputs never reach these formats here.
-      case DType::f16: static_cast<std::uint16_t*>(dst)[i] = f32_to_f16_bits(static_cast<float>(v)); break;
-      case DType::bf16: static_cast<std::uint16_t*>(dst)[i] = f32_to_bf16_bits(static_cast<float>(v)); break;
-      case DType::i32: static_cast<std::int32_t*>(dst)[i] = static_cast<std::int32_t>(v); break;
-      case DType::i64: static_cast<std::int64_t*>(dst)[i] = static_cast<std::int64_t>(v); break;
+      case DType::f16:
+        static_cast<std::uint16_t*>(dst)[i] = f32_to_f16_bits(static_cast<float>(v));
+        break;
+      case DType::bf16:
+        static_cast<std::uint16_t*>(dst)[i] = f32_to_bf16_bits(static_cast<float>(v));
+        break;
+      case DType::i32:
+        static_cast<std::int32_t*>(dst)[i] = static_cast<std::int32_t>(v);
+        break;
+      case DType::i64:
+        static_cast<std::int64_t*>(dst)[i] = static_cast<std::int64_t>(v);
+        break;
     }
   }
 }

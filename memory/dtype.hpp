@@ -22,7 +22,8 @@ float f16_bits_to_f32(std::uint16_t bits);
 std::uint16_t f32_to_bf16_bits(float value);
 float bf16_bits_to_f32(std::uint16_t bits);
 
-// Element-wise conversion between any two dtypes (float <-> int truncates toward zero like a C cast).
+// Element-wise conversion between any two dtypes (float <-> int truncates toward zero like a C
+// cast).
 void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::size_t count);
 
 }  // namespace troupe

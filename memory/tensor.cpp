@@ -37,7 +37,8 @@ Tensor::Tensor(TensorDesc desc, std::shared_ptr<Storage> storage)
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Allocator& allocator) {
   for (auto extent : shape)
-    if (extent < 0) throw std::invalid_argument("Tensor: negative extent in shape " + shape_string(shape));
+    if (extent < 0)
+      throw std::invalid_argument("Tensor: negative extent in shape " + shape_string(shape));
   TensorDesc desc{shape, contiguous_strides(shape), dtype, allocator.device(), 0};
   auto storage = std::make_shared<Storage>(
       allocator, static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype));

@@ -63,12 +63,12 @@ class Tensor {
   T* data() const;
 
   // Views sharing storage.
-  Tensor view(const Shape& shape) const;                            // contiguous reshape
-  Tensor slice_rows(std::int64_t begin, std::int64_t end) const;    // rows of the first axis
+  Tensor view(const Shape& shape) const;                          // contiguous reshape
+  Tensor slice_rows(std::int64_t begin, std::int64_t end) const;  // rows of the first axis
 
-  Tensor clone() const;  // contiguous deep copy
-  void copy_from(const Tensor& other);  // same shape and dtype
-  void fill(float value);               // f32 only
+  Tensor clone() const;                  // contiguous deep copy
+  void copy_from(const Tensor& other);   // same shape and dtype
+  void fill(float value);                // f32 only
   std::vector<float> to_vector() const;  // any float dtype, converted to f32
 
  private:

@@ -1,6 +1,7 @@
 // Checkpoint files (see checkpoint.hpp).
 #include "models/checkpoint.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,7 +18,8 @@ std::string file_name(std::int64_t step) {
   return name;
 }
 
-std::int64_t meta_int(const SafetensorsFile& file, const std::string& key, const std::string& path) {
+std::int64_t meta_int(const SafetensorsFile& file, const std::string& key,
+                      const std::string& path) {
   auto it = file.metadata.find(key);
   if (it == file.metadata.end())
     throw std::runtime_error("checkpoint " + path + ": metadata key '" + key + "' is missing");
@@ -28,7 +30,7 @@ std::int64_t meta_int(const SafetensorsFile& file, const std::string& key, const
 
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
                             const std::vector<Parameter*>& parameters,
-                            const std::vector<PartitionState>& optimizer) {
+                            const std::vector<PartitionState>& optimizer, std::int64_t keep) {
   NamedTensors tensors;
   for (auto* p : parameters) tensors.emplace_back("param/" + p->name, p->value);
   for (std::size_t i = 0; i < optimizer.size(); ++i)
@@ -48,6 +50,18 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
   save_safetensors(path, tensors, metadata);
   write_atomically((std::filesystem::path(dir) / "latest").string(),
                    [&](std::ostream& out) { out << file_name(meta.step) << "\n"; });
+  if (keep > 0) {
+    // Zero-padded step numbers sort by name in step order.
+    std::vector<std::filesystem::path> steps;
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      const auto name = entry.path().filename().string();
+      if (name.rfind("step_", 0) == 0 && entry.path().extension() == ".safetensors")
+        steps.push_back(entry.path());
+    }
+    std::sort(steps.begin(), steps.end());
+    for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < steps.size(); ++i)
+      std::filesystem::remove(steps[i]);
+  }
   return path;
 }
 
@@ -56,8 +70,9 @@ LoadedCheckpoint load_checkpoint(const std::string& dir_or_file,
                                  const std::string& model_name) {
   std::filesystem::path path(dir_or_file);
   if (!std::filesystem::exists(path))
-    throw std::runtime_error("no checkpoint at " + dir_or_file +
-                             ": give a checkpoint directory (with a 'latest' file) or a .safetensors file");
+    throw std::runtime_error(
+        "no checkpoint at " + dir_or_file +
+        ": give a checkpoint directory (with a 'latest' file) or a .safetensors file");
   if (std::filesystem::is_directory(path)) {
     std::ifstream latest(path / "latest");
     std::string name;

@@ -23,7 +23,7 @@ struct CheckpointMeta {
   std::int64_t data_epoch = 0;  // data reader position after the last step
   std::int64_t data_index = 0;
   std::uint64_t seed = 0;
-  std::string model;            // model name, checked on resume
+  std::string model;  // model name, checked on resume
 };
 
 // One optimizer partition's state tensors by name.
@@ -32,10 +32,11 @@ struct PartitionState {
   std::vector<Tensor> tensors;
 };
 
-// Writes DIR/step_NNNNNNNN.safetensors and updates DIR/latest; returns the file's path.
+// Writes DIR/step_NNNNNNNN.safetensors, updates DIR/latest, then removes all but the `keep`
+// newest step files (keep = 0 keeps every one); returns the new file's path.
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
                             const std::vector<Parameter*>& parameters,
-                            const std::vector<PartitionState>& optimizer);
+                            const std::vector<PartitionState>& optimizer, std::int64_t keep = 0);
 
 struct LoadedCheckpoint {
   CheckpointMeta meta;

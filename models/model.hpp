@@ -69,8 +69,8 @@ class Model {
   // a one-element tensor holding d(total loss)/d(loss) (1 / micro-batches when gradients are
   // averaged over accumulation steps). Accumulates (+=) the segment's parameter gradients and
   // returns the gradient of `moe_output` (undefined for segment 0).
-  virtual Tensor backward_segment(std::int64_t segment, const Batch& batch, const Tensor& grad_output,
-                                  SegmentCache& cache) = 0;
+  virtual Tensor backward_segment(std::int64_t segment, const Batch& batch,
+                                  const Tensor& grad_output, SegmentCache& cache) = 0;
 };
 
 }  // namespace troupe

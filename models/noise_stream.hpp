@@ -13,8 +13,8 @@ namespace troupe {
 constexpr std::uint64_t noise_stream_id(std::int64_t step, std::int64_t micro_batch,
                                         std::int64_t layer, bool training) {
   // 2^20 micro-batches per step and 2^10 layers are far beyond any real configuration.
-  return ((static_cast<std::uint64_t>(step) << 30) | (static_cast<std::uint64_t>(micro_batch) << 10) |
-          static_cast<std::uint64_t>(layer)) ^
+  return ((static_cast<std::uint64_t>(step) << 30) |
+          (static_cast<std::uint64_t>(micro_batch) << 10) | static_cast<std::uint64_t>(layer)) ^
          (training ? 0ull : 0x8000000000000000ull);
 }
 

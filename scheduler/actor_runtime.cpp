@@ -14,7 +14,7 @@
 namespace troupe {
 
 std::vector<std::pair<std::int64_t, std::int64_t>> shard_expert_ranges(std::int64_t local_experts,
-                                                                        std::int64_t shards) {
+                                                                       std::int64_t shards) {
   if (shards < 1 || shards > local_experts)
     throw std::invalid_argument("runtime.expert_shards = " + std::to_string(shards) +
                                 ": must be between 1 and the layer's local experts (" +
@@ -28,13 +28,16 @@ std::vector<std::pair<std::int64_t, std::int64_t>> shard_expert_ranges(std::int6
 ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> model,
                            RuntimeOptions options)
     : system_(system), model_(std::move(model)) {
-  auto context = [&](std::string track) { return ActorContext{std::move(track), options.recorder}; };
+  auto context = [&](std::string track) {
+    return ActorContext{std::move(track), options.recorder};
+  };
   const std::int64_t layers = model_->num_moe_layers();
 
   // Stages and gates, then the links between them.
   std::vector<caf::actor> stages, gates;
   for (std::int64_t s = 0; s <= layers; ++s) {
-    stages.push_back(spawn_stage_actor(system_, model_, s, context("segment." + std::to_string(s))));
+    stages.push_back(
+        spawn_stage_actor(system_, model_, s, context("segment." + std::to_string(s))));
   }
   std::int64_t experts_per_layer = 0;
   for (std::int64_t l = 0; l < layers; ++l) {
@@ -67,8 +70,8 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
     caf::anon_send(stages[static_cast<std::size_t>(s)], links);
   }
   for (std::int64_t l = 0; l < layers; ++l) {
-    pipeline_links links{stages[static_cast<std::size_t>(l)], stages[static_cast<std::size_t>(l + 1)],
-                         pipeline_};
+    pipeline_links links{stages[static_cast<std::size_t>(l)],
+                         stages[static_cast<std::size_t>(l + 1)], pipeline_};
     caf::anon_send(gates[static_cast<std::size_t>(l)], links);
   }
 
@@ -77,7 +80,8 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
     partitions_.push_back(std::make_shared<OptimizerPartition>(std::move(p)));
   caf::actor offload;
   if (options.offload_optimizer) {
-    offload = spawn_offload_manager_actor(system_, partitions_, options.adam, context("offload_manager"));
+    offload =
+        spawn_offload_manager_actor(system_, partitions_, options.adam, context("offload_manager"));
     all_.push_back(offload);
   }
   for (const auto& p : partitions_) {
@@ -107,6 +111,8 @@ void ActorRuntime::shutdown() {
   pipeline_ = caf::actor();
 }
 
-ActorRuntime::~ActorRuntime() { shutdown(); }
+ActorRuntime::~ActorRuntime() {
+  shutdown();
+}
 
 }  // namespace troupe

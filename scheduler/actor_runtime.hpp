@@ -34,7 +34,7 @@ struct RuntimeOptions {
 // Splits `local_experts` into `shards` contiguous ranges of nearly equal size; throws
 // std::invalid_argument when shards < 1 or shards > local_experts.
 std::vector<std::pair<std::int64_t, std::int64_t>> shard_expert_ranges(std::int64_t local_experts,
-                                                                        std::int64_t shards);
+                                                                       std::int64_t shards);
 
 class ActorRuntime {
  public:

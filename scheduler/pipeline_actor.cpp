@@ -19,8 +19,8 @@ struct PipelineState {
   run_step request;
   std::int64_t launched = 0;
   std::int64_t completed = 0;
-  std::vector<loss_report> losses;             // by micro-batch
-  std::vector<std::vector<moe_stats>> stats;   // by micro-batch, then layer
+  std::vector<loss_report> losses;            // by micro-batch
+  std::vector<std::vector<moe_stats>> stats;  // by micro-batch, then layer
 
   std::int64_t in_flight() const { return launched - completed; }
 };
@@ -50,7 +50,8 @@ step_result summarize(const PipelineState& st) {
   double loss = 0.0, l_aux = 0.0;
   for (std::size_t m = 0; m < st.losses.size(); ++m) {
     loss += st.losses[m].loss;
-    out.loss_sum += static_cast<double>(st.losses[m].loss) * static_cast<double>(st.losses[m].count);
+    out.loss_sum +=
+        static_cast<double>(st.losses[m].loss) * static_cast<double>(st.losses[m].count);
     out.correct += st.losses[m].correct;
     out.count += st.losses[m].count;
     for (const auto& s : st.stats[m]) {
@@ -84,8 +85,8 @@ caf::behavior pipeline_behavior(caf::stateful_actor<PipelineState>* self, Pipeli
   st.ctx = std::move(ctx);
   for (const auto& member : members) self->monitor(member);
   self->set_down_handler([self](const caf::down_msg& down) {
-    fail(self, down.reason ? down.reason : caf::make_error(caf::sec::runtime_error,
-                                                            "a pipeline actor stopped"));
+    fail(self, down.reason ? down.reason
+                           : caf::make_error(caf::sec::runtime_error, "a pipeline actor stopped"));
     self->quit(down.reason);
   });
   return {
@@ -94,7 +95,8 @@ caf::behavior pipeline_behavior(caf::stateful_actor<PipelineState>* self, Pipeli
         if (st.promise)
           return caf::make_error(caf::sec::runtime_error, "pipeline: a step is already running");
         if (request.micro_batches.empty())
-          return caf::make_error(caf::sec::invalid_argument, "pipeline: run_step without micro-batches");
+          return caf::make_error(caf::sec::invalid_argument,
+                                 "pipeline: run_step without micro-batches");
         const auto total = request.micro_batches.size();
         st.request = std::move(request);
         st.launched = st.completed = 0;

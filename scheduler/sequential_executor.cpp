@@ -52,7 +52,8 @@ step_result SequentialExecutor::run_step(std::int64_t step, bool training,
     out.correct += loss.correct;
     out.count += loss.count;
     if (!training) continue;
-    Tensor g = model_->backward_segment(layers, batch, Tensor::from_vector({loss_weight}, {1}), *cache);
+    Tensor g =
+        model_->backward_segment(layers, batch, Tensor::from_vector({loss_weight}, {1}), *cache);
     for (std::int64_t l = layers - 1; l >= 0; --l) {
       const auto li = static_cast<std::size_t>(l);
       g = model_->moe_layer(l).backward(g, model_->aux_loss_coef() * loss_weight, inputs[li],

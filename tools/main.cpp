@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <exception>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "tools/train_command.hpp"
 #include "trace/trace_summary.hpp"
@@ -18,8 +18,11 @@ int main(int argc, char** argv) {
 
   troupe::TrainCommand train;
   auto* train_cmd = app.add_subcommand("train", "Train the model a run config describes");
-  train_cmd->add_option("config", train.config_path, "Run config (JSON)")->required()->check(CLI::ExistingFile);
-  train_cmd->add_option("--resume", train.resume, "Checkpoint directory (or file) to continue from");
+  train_cmd->add_option("config", train.config_path, "Run config (JSON)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  train_cmd->add_option("--resume", train.resume,
+                        "Checkpoint directory (or file) to continue from");
   train_cmd->add_option("--trace", train.trace_file, "Write a Chrome-trace JSON (Perfetto) here");
   train_cmd->add_option("--metrics", train.metrics_file, "Write JSON-lines metrics here");
   train_cmd->add_option("--steps", train.steps, "Optimizer steps (overrides the config)")
@@ -28,7 +31,8 @@ int main(int argc, char** argv) {
   std::string trace_path;
   auto* trace_cmd = app.add_subcommand("trace", "Work with Chrome-trace files troupe wrote");
   trace_cmd->require_subcommand(1);
-  auto* summarize = trace_cmd->add_subcommand("summarize", "Per-actor busy/idle time, messages, overlap");
+  auto* summarize =
+      trace_cmd->add_subcommand("summarize", "Per-actor busy/idle time, messages, overlap");
   summarize->add_option("file", trace_path, "Trace JSON")->required()->check(CLI::ExistingFile);
 
   CLI11_PARSE(app, argc, argv);

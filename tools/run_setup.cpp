@@ -85,7 +85,8 @@ RunSetup build_run(RunConfig& config) {
   RunSetup setup;
   if (config.data.dataset == DatasetKind::kjv_text) {
     if (!config.model.is_gpt())
-      throw std::invalid_argument("data.dataset = \"kjv_text\" needs model.type gpt_moe or gpt_dense");
+      throw std::invalid_argument(
+          "data.dataset = \"kjv_text\" needs model.type gpt_moe or gpt_dense");
     load_text(config, setup);
   } else {
     if (config.model.is_gpt())

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <filesystem>
 
-#include <caf/all.hpp>
 #include <spdlog/spdlog.h>
+#include <caf/all.hpp>
 
 #include "actors/data_actor.hpp"
 #include "actors/trace_actor.hpp"
@@ -60,13 +60,16 @@ int train(RunConfig config, const TrainCommand& command) {
   const std::int64_t steps_per_epoch = train_samples / (micro * accumulation);
   if (steps_per_epoch < 1)
     throw ConfigError(config.name, "train_batch_size",
-                      std::to_string(config.train_batch_size) + " is larger than the training set (" +
-                          std::to_string(train_samples) + " samples)");
-  std::int64_t total_steps = config.runtime.train_steps > 0 ? config.runtime.train_steps
-                                                            : config.runtime.epochs * steps_per_epoch;
+                      std::to_string(config.train_batch_size) +
+                          " is larger than the training set (" + std::to_string(train_samples) +
+                          " samples)");
+  std::int64_t total_steps = config.runtime.train_steps > 0
+                                 ? config.runtime.train_steps
+                                 : config.runtime.epochs * steps_per_epoch;
   if (command.steps > 0) total_steps = command.steps;
 
-  const std::string trace_file = !command.trace_file.empty() ? command.trace_file : config.runtime.trace_file;
+  const std::string trace_file =
+      !command.trace_file.empty() ? command.trace_file : config.runtime.trace_file;
   std::shared_ptr<TraceRecorder> recorder;
   if (!trace_file.empty()) recorder = std::make_shared<TraceRecorder>("troupe " + config.name);
 
@@ -131,21 +134,24 @@ int train(RunConfig config, const TrainCommand& command) {
                          : (config.runtime.epochs > 0 ? steps_per_epoch : 0);
   to.eval_batches = config.runtime.eval_batches;
   to.eval_micro_batches = std::max<std::int64_t>(2, config.runtime.pipeline_depth);
-  to.log_interval = config.runtime.log_interval > 0 ? config.runtime.log_interval : config.steps_per_print;
-  to.metrics_file = !command.metrics_file.empty() ? command.metrics_file : config.runtime.metrics_file;
+  to.log_interval =
+      config.runtime.log_interval > 0 ? config.runtime.log_interval : config.steps_per_print;
+  to.metrics_file =
+      !command.metrics_file.empty() ? command.metrics_file : config.runtime.metrics_file;
   to.checkpoint_dir = config.runtime.checkpoint.dir;
   to.checkpoint_interval = config.runtime.checkpoint.interval;
+  to.checkpoint_keep = config.runtime.checkpoint.keep;
   to.seed = config.runtime.seed;
   to.language_model = setup.language_model;
 
   TrainerLinks links{data_actor, runtime.pipeline(), runtime.optimizer_partitions(),
                      runtime.gradient_buckets()};
   auto trainer = spawn_trainer_actor(system, setup.model, to, links, {"trainer", recorder});
-  spdlog::info("training: {} steps of {} samples ({} micro-batches of {}), {} steps per epoch, "
-               "pipeline depth {}, {} expert shard(s) per layer, {} optimizer partition(s){}",
-               total_steps, config.train_batch_size, accumulation, micro, steps_per_epoch,
-               ro.pipeline_depth, ro.expert_shards, runtime.partitions().size(),
-               ro.offload_optimizer ? ", ZeRO-Offload" : "");
+  spdlog::info(
+      "training: {} steps of {} samples ({} micro-batches of {}), {} steps per epoch, "
+      "pipeline depth {}, {} expert shard(s) per layer, {} optimizer partition(s){}",
+      total_steps, config.train_batch_size, accumulation, micro, steps_per_epoch, ro.pipeline_depth,
+      ro.expert_shards, runtime.partitions().size(), ro.offload_optimizer ? ", ZeRO-Offload" : "");
   if (!to.metrics_file.empty()) spdlog::info("metrics: {}", to.metrics_file);
 
   int exit_code = 0;
@@ -171,10 +177,11 @@ int train(RunConfig config, const TrainCommand& command) {
   if (recorder) {
     auto tracer = spawn_trace_actor(system, recorder);
     self->request(tracer, caf::infinite, flush_trace{trace_file})
-        .receive([] {}, [&](const caf::error& e) {
-          spdlog::error("writing the trace failed: {}", caf::to_string(e));
-          exit_code = 1;
-        });
+        .receive([] {},
+                 [&](const caf::error& e) {
+                   spdlog::error("writing the trace failed: {}", caf::to_string(e));
+                   exit_code = 1;
+                 });
     self->send_exit(tracer, caf::exit_reason::user_shutdown);
   }
   self->send_exit(trainer, caf::exit_reason::user_shutdown);

@@ -6,20 +6,29 @@
 namespace troupe {
 
 bool parse_activation(std::string_view name, Activation& out) {
-  if (name == "relu") out = Activation::relu;
-  else if (name == "gelu" || name == "gelu_tanh") out = Activation::gelu_tanh;
-  else if (name == "gelu_erf") out = Activation::gelu_erf;
-  else if (name == "silu") out = Activation::silu;
-  else return false;
+  if (name == "relu")
+    out = Activation::relu;
+  else if (name == "gelu" || name == "gelu_tanh")
+    out = Activation::gelu_tanh;
+  else if (name == "gelu_erf")
+    out = Activation::gelu_erf;
+  else if (name == "silu")
+    out = Activation::silu;
+  else
+    return false;
   return true;
 }
 
 std::string_view activation_name(Activation activation) {
   switch (activation) {
-    case Activation::relu: return "relu";
-    case Activation::gelu_tanh: return "gelu_tanh";
-    case Activation::gelu_erf: return "gelu_erf";
-    case Activation::silu: return "silu";
+    case Activation::relu:
+      return "relu";
+    case Activation::gelu_tanh:
+      return "gelu_tanh";
+    case Activation::gelu_erf:
+      return "gelu_erf";
+    case Activation::silu:
+      return "silu";
   }
   return "unknown";
 }
@@ -32,7 +41,9 @@ constexpr float kGeluCoeff = 0.044715f;
 constexpr float kInvSqrt2 = 0.7071067811865476f;
 constexpr float kInvSqrt2Pi = 0.3989422804014327f;
 
-float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+float sigmoid(float x) {
+  return 1.0f / (1.0f + std::exp(-x));
+}
 
 }  // namespace
 

@@ -6,7 +6,9 @@
 
 namespace troupe::cpu {
 
-void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
+void set_blas_threads(int threads) {
+  openblas_set_num_threads(threads);
+}
 
 void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
           const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
@@ -14,13 +16,14 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
   if (m == 0 || n == 0) return;
   if (k == 0) {  // BLAS leaves C alone when k == 0 only if beta == 1; make the contract explicit
     for (std::int64_t i = 0; i < m; ++i)
-      for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+      for (std::int64_t j = 0; j < n; ++j)
+        c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
     return;
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
-              static_cast<blasint>(ldc));
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
+              static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
+              static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
 }
 
 void linear_forward(const float* x, const float* w, const float* bias, float* y, std::int64_t rows,
@@ -49,8 +52,8 @@ void grouped_linear_forward(const float* x, const std::int64_t* offsets, std::in
                             std::int64_t out) {
   for (std::int64_t g = 0; g < groups; ++g) {
     const std::int64_t begin = offsets[g], rows = offsets[g + 1] - offsets[g];
-    linear_forward(x + begin * in, w + g * out * in, bias ? bias + g * out : nullptr, y + begin * out,
-                   rows, in, out);
+    linear_forward(x + begin * in, w + g * out * in, bias ? bias + g * out : nullptr,
+                   y + begin * out, rows, in, out);
   }
 }
 
@@ -59,8 +62,9 @@ void grouped_linear_backward(const float* x, const std::int64_t* offsets, std::i
                              std::int64_t in, std::int64_t out) {
   for (std::int64_t g = 0; g < groups; ++g) {
     const std::int64_t begin = offsets[g], rows = offsets[g + 1] - offsets[g];
-    linear_backward(x + begin * in, w + g * out * in, dy + begin * out, dx ? dx + begin * in : nullptr,
-                    dw + g * out * in, dbias ? dbias + g * out : nullptr, rows, in, out);
+    linear_backward(x + begin * in, w + g * out * in, dy + begin * out,
+                    dx ? dx + begin * in : nullptr, dw + g * out * in,
+                    dbias ? dbias + g * out : nullptr, rows, in, out);
   }
 }
 

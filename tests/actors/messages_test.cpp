@@ -53,7 +53,8 @@ TEST_CASE_METHOD(system_fixture, "every message type round-trips") {
   MicroBatchKey key{7, 3};
   TraceStamp stamp{"gate.l0", 1234};
   round_trip(key);
-  round_trip(forward_work{key, true, handle({2, 4}), handle({2}), handle({2, 8}), {}, 0.25f, stamp});
+  round_trip(
+      forward_work{key, true, handle({2, 4}), handle({2}), handle({2, 8}), {}, 0.25f, stamp});
   round_trip(backward_work{key, handle({4, 8}), stamp});
   round_trip(expert_forward{key, false, handle({5, 8}), {0, 2, 5}, handle({5, 8}), stamp});
   round_trip(expert_backward{key, handle({5, 8}), handle({5, 8}), stamp});
@@ -80,4 +81,35 @@ TEST_CASE_METHOD(system_fixture, "every message type round-trips") {
   round_trip(flush_trace{"trace.json"});
   round_trip(start_training{});
   round_trip(training_summary{100, 0.3f, 0.35f, 0.89f, 10000, 42.5});
+}
+
+// An actor handle serializes as (actor id, node id); writing it puts a local actor into the actor
+// system's registry and reading it back looks the id up there, so within one actor system the
+// handles come back as the very same actors with only CAF::core linked. A handle naming another
+// node needs a proxy from the middleman (without one CAF fails with sec::no_proxy_registry): that
+// is how pipeline_links will cross processes.
+TEST_CASE_METHOD(system_fixture, "pipeline_links round-trips with real actor handles") {
+  // The registry holds the actors alive, so they must be told to exit or the system's
+  // destructor would wait for them forever, also when an assertion below throws.
+  struct Actors {
+    caf::actor a, b;
+    ~Actors() {
+      (void)a;
+      (void)b;
+    }
+  };
+  auto idle = [] { return caf::behavior{[](int) {}}; };
+  const Actors actors{sys->spawn(idle), sys->spawn(idle)};
+  const auto& [a, b] = actors;
+
+  const pipeline_links back = round_trip(pipeline_links{a, b, a});
+  CHECK(back.previous == a);
+  CHECK(back.next == b);
+  CHECK(back.scheduler == a);
+  CHECK(back.previous != back.next);
+  // Segment 0 has no previous actor: an invalid handle stays invalid.
+  const pipeline_links first_segment = round_trip(pipeline_links{caf::actor(), b, a});
+  CHECK_FALSE(first_segment.previous);
+  CHECK(first_segment.next == b);
+  CHECK(first_segment.scheduler == a);
 }

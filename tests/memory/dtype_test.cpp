@@ -43,10 +43,10 @@ TEST_CASE("f16 subnormals convert exactly and round to nearest even") {
   CHECK(f16_bits_to_f32(0x0001) == smallest);
   CHECK(f16_bits_to_f32(0x03ff) == std::ldexp(1023.0f, -24));  // largest subnormal
   CHECK(f32_to_f16_bits(std::ldexp(1023.0f, -24)) == 0x03ff);
-  CHECK(f32_to_f16_bits(smallest * 0.5f) == 0x0000);                 // tie with 0 (even)
-  CHECK(f32_to_f16_bits(smallest * 1.5f) == 0x0002);                 // tie 1 vs 2 -> even 2
+  CHECK(f32_to_f16_bits(smallest * 0.5f) == 0x0000);  // tie with 0 (even)
+  CHECK(f32_to_f16_bits(smallest * 1.5f) == 0x0002);  // tie 1 vs 2 -> even 2
   CHECK(f32_to_f16_bits(std::nextafter(smallest * 0.5f, 1.0f)) == 0x0001);
-  CHECK(f32_to_f16_bits(std::ldexp(1.0f, -14)) == 0x0400);           // smallest normal
+  CHECK(f32_to_f16_bits(std::ldexp(1.0f, -14)) == 0x0400);  // smallest normal
   CHECK(f32_to_f16_bits(std::numeric_limits<float>::denorm_min()) == 0x0000);
 }
 

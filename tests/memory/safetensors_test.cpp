@@ -1,6 +1,8 @@
 // safetensors save/load: round trips, the exact byte layout, and every kind of malformed file.
 #include <catch2/catch.hpp>
 
+#include "test_util/temp_dir.hpp"
+
 #include <unistd.h>
 #include <cstdint>
 #include <cstring>
@@ -18,17 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() /
-             ("troupe_safetensors_" + std::to_string(::getpid()) + "_" + name)) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 // A tensor whose bytes are a pattern distinct per tensor (`seed`), so a swapped or shifted
 // tensor shows up in a byte comparison.
@@ -67,7 +58,7 @@ void check_load_fails(const std::string& path, const std::string& fragment) {
 }  // namespace
 
 TEST_CASE("safetensors round trip keeps names, order, dtypes, shapes, bytes and metadata") {
-  TempDir dir("round_trip");
+  test::TempDir dir("safetensors_round_trip");
   // Zero-element tensors sit between others so their empty byte ranges share offsets.
   NamedTensors tensors = {
       {"w1", patterned({2, 3}, DType::f32, 1)},   {"empty", patterned({0, 4}, DType::f32, 2)},
@@ -100,7 +91,7 @@ TEST_CASE("safetensors round trip keeps names, order, dtypes, shapes, bytes and 
 }
 
 TEST_CASE("safetensors header layout matches a hand-computed example byte for byte") {
-  TempDir dir("layout");
+  test::TempDir dir("safetensors_layout");
   save_safetensors(dir.file("tiny.safetensors"), {{"a", Tensor::from_vector({1.0f, 2.0f}, {2})}},
                    {{"k", "vvvv"}});
   // {"__metadata__":{"k":"vvvv"}, = 1+14+1+12+1 = 29 bytes; "a": = 4; {"dtype":"F32", = 15;
@@ -119,7 +110,7 @@ TEST_CASE("safetensors header layout matches a hand-computed example byte for by
 }
 
 TEST_CASE("load_safetensors rejects malformed files with clear errors") {
-  TempDir dir("errors");
+  test::TempDir dir("safetensors_errors");
   const std::string path = dir.file("bad.safetensors");
   const std::string f32x2 = R"("dtype":"F32","shape":[2])";
 
@@ -207,7 +198,7 @@ TEST_CASE("load_safetensors rejects malformed files with clear errors") {
 }
 
 TEST_CASE("save_safetensors rejects tensors it cannot write and leaves no file") {
-  TempDir dir("save_errors");
+  test::TempDir dir("safetensors_save_errors");
   const std::string path = dir.file("out.safetensors");
   Tensor t = patterned({2}, DType::f32, 1);
   CHECK_THROWS_AS(save_safetensors(path, {{"a", t}, {"a", t}}), std::invalid_argument);

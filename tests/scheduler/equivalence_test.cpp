@@ -64,7 +64,8 @@ std::vector<Batch> make_batches(const std::string& kind, std::int64_t step) {
       std::normal_distribution<float> n(0.0f, 1.0f);
       for (std::int64_t i = 0; i < b.inputs.numel(); ++i) b.inputs.data<float>()[i] = n(rng);
       b.targets = Tensor::empty({6}, DType::i32);
-      for (std::int64_t i = 0; i < 6; ++i) b.targets.data<std::int32_t>()[i] = static_cast<std::int32_t>(rng() % 5);
+      for (std::int64_t i = 0; i < 6; ++i)
+        b.targets.data<std::int32_t>()[i] = static_cast<std::int32_t>(rng() % 5);
     } else {
       b.inputs = Tensor::empty({3, 8}, DType::i32);
       b.targets = Tensor::empty({3, 8}, DType::i32);
@@ -88,7 +89,8 @@ struct Trace {
   std::vector<Tensor> params;              // after the last step
 };
 
-Trace run_sequential(std::shared_ptr<Model> model, const std::string& kind, std::int64_t partitions) {
+Trace run_sequential(std::shared_ptr<Model> model, const std::string& kind,
+                     std::int64_t partitions) {
   AdamParams adam;
   adam.weight_decay = 0.01f;
   adam.adam_w_mode = true;
@@ -126,7 +128,8 @@ Trace run_actors(std::shared_ptr<Model> model, const std::string& kind, std::int
     for (std::int64_t step = 1; step <= kSteps; ++step) {
       run_step request{step, true, {}};
       for (auto& b : make_batches(kind, step))
-        request.micro_batches.push_back(batch_data{TensorHandle(b.inputs), TensorHandle(b.targets)});
+        request.micro_batches.push_back(
+            batch_data{TensorHandle(b.inputs), TensorHandle(b.targets)});
       self->request(runtime.pipeline(), caf::infinite, request)
           .receive([&](step_result& r) { t.results.push_back(r); },
                    [&](caf::error& e) { FAIL("run_step failed: " << caf::to_string(e)); });

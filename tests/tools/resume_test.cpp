@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test_util/temp_dir.hpp"
 #include "tools/train_command.hpp"
 
 namespace fs = std::filesystem;
@@ -32,7 +33,7 @@ fs::path write_config(const fs::path& dir, const std::string& name, const fs::pa
   config["runtime"]["train_steps"] = 6;
   config["runtime"]["eval_batches"] = 2;
   config["runtime"]["log_interval"] = 1;
-  config["runtime"]["checkpoint"] = {{"dir", checkpoints.string()}, {"interval", 3}};
+  config["runtime"]["checkpoint"] = {{"dir", checkpoints.string()}, {"interval", 3}, {"keep", 1}};
   config["model"]["moe"]["noisy_gate_policy"] = "Jitter";  // noise must resume too
   const fs::path path = dir / (name + ".json");
   std::ofstream(path) << config.dump(2);
@@ -53,9 +54,8 @@ std::vector<std::string> train_losses(const fs::path& metrics) {
 }  // namespace
 
 TEST_CASE("a resumed run continues bit-identically") {
-  const fs::path dir = fs::temp_directory_path() / ("troupe_resume_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const test::TempDir scratch("resume");
+  const fs::path& dir = scratch.path;
 
   TrainCommand full;
   full.config_path = write_config(dir, "full", dir / "ckpt_full").string();
@@ -74,25 +74,25 @@ TEST_CASE("a resumed run continues bit-identically") {
   second_half.steps = 0;
   second_half.resume = (dir / "ckpt_split").string();
   REQUIRE(run_train(second_half) == 0);
+  // keep = 1: only the newest checkpoint (step 6) is left.
+  CHECK(fs::exists(dir / "ckpt_split" / "step_00000006.safetensors"));
+  CHECK_FALSE(fs::exists(dir / "ckpt_split" / "step_00000003.safetensors"));
 
   const auto expected = train_losses(dir / "full.jsonl");
   const auto resumed = train_losses(dir / "split.jsonl");
   REQUIRE(expected.size() == 6);
   CHECK(resumed == expected);  // steps 1–3 from the first half, 4–6 after the resume
-  fs::remove_all(dir);
 }
 
 TEST_CASE("a bad config is refused with exit code 2, a missing checkpoint with 1") {
-  const fs::path dir = fs::temp_directory_path() / ("troupe_badcfg_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  std::ofstream(dir / "bad.json") << R"({"train_batch_size": 64, "optimiser": {}})";
+  const test::TempDir scratch("bad_config");
+  const fs::path& dir = scratch.path;
   TrainCommand bad;
-  bad.config_path = (dir / "bad.json").string();
+  bad.config_path = scratch.write("bad.json", R"({"train_batch_size": 64, "optimiser": {}})");
   CHECK(run_train(bad) == 2);
 
   TrainCommand missing;
   missing.config_path = write_config(dir, "ok", dir / "ckpt").string();
   missing.resume = (dir / "nowhere").string();
   CHECK(run_train(missing) == 1);
-  fs::remove_all(dir);
 }

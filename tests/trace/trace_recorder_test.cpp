@@ -2,6 +2,8 @@
 // pairs each flow start with its end, and keeps nested spans inside their parents.
 #include <catch2/catch.hpp>
 
+#include "test_util/temp_dir.hpp"
+
 #include <unistd.h>
 #include <chrono>
 #include <filesystem>
@@ -22,15 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() /
-             ("troupe_trace_recorder_" + std::to_string(::getpid()) + "_" + name)) {
-    fs::remove_all(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 json write_and_parse(const TraceRecorder& recorder, const fs::path& path) {
   recorder.write_chrome_trace(path.string());
@@ -61,7 +54,7 @@ std::map<std::string, int> thread_ids(const json& trace) {
 
 TEST_CASE("a recorder used from several threads writes a valid Chrome trace") {
   constexpr int threads = 4, iterations = 25;
-  TempDir dir("threads");
+  test::TempDir dir("trace_recorder_threads");
   TraceRecorder recorder("test process");
   std::vector<std::thread> workers;
   for (int k = 0; k < threads; ++k) {
@@ -148,7 +141,7 @@ TEST_CASE("a recorder used from several threads writes a valid Chrome trace") {
 }
 
 TEST_CASE("a disabled recorder records nothing until enabled") {
-  TempDir dir("disabled");
+  test::TempDir dir("trace_recorder_disabled");
   TraceRecorder recorder("p", /*enabled=*/false);
   CHECK(recorder.begin_span("gate.l0", "router", trace_category::compute) == no_span);
   recorder.end_span(no_span);
@@ -169,7 +162,7 @@ TEST_CASE("a disabled recorder records nothing until enabled") {
 }
 
 TEST_CASE("span times are microseconds of a steady clock; open spans are marked unfinished") {
-  TempDir dir("timing");
+  test::TempDir dir("trace_recorder_timing");
   TraceRecorder recorder;
   SpanId open = recorder.begin_span("trainer", "step", trace_category::optimizer, {{"step", 3}});
   {

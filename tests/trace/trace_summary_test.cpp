@@ -2,6 +2,8 @@
 // hand in the comments, and on a trace written by TraceRecorder.
 #include <catch2/catch.hpp>
 
+#include "test_util/temp_dir.hpp"
+
 #include <unistd.h>
 #include <filesystem>
 #include <fstream>
@@ -16,20 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() /
-             ("troupe_trace_summary_" + std::to_string(::getpid()) + "_" + name)) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    std::ofstream((path / name).string()) << text;
-    return (path / name).string();
-  }
-};
 
 const TrackSummary& track(const TraceSummary& s, const std::string& name) {
   for (const auto& t : s.tracks)
@@ -74,7 +62,7 @@ const char* two_actor_trace = R"({"displayTimeUnit": "ms", "traceEvents": [
 
 // All expected values are sums of small integers, exact in double: compared with ==.
 TEST_CASE("summary of a hand-written two-actor trace") {
-  TempDir dir("two_actor");
+  test::TempDir dir("trace_summary_two_actor");
   const TraceSummary s = summarize_chrome_trace(dir.write("t.json", two_actor_trace));
   REQUIRE(s.tracks.size() == 3);
   CHECK(s.tracks[0].name == "gate.l0");  // tid order
@@ -119,7 +107,7 @@ TEST_CASE("summary of a hand-written two-actor trace") {
 }
 
 TEST_CASE("comm overlapped by compute on another track: [0,10) and [5,20) give 0.5") {
-  TempDir dir("overlap");
+  test::TempDir dir("trace_summary_overlap");
   const TraceSummary s = summarize_chrome_trace(dir.write("t.json", R"([
     {"ph": "X", "pid": 1, "tid": 1, "ts": 0, "dur": 10, "name": "send", "cat": "comm"},
     {"ph": "X", "pid": 1, "tid": 2, "ts": 5, "dur": 15, "name": "gemm", "cat": "compute"}])"));
@@ -132,7 +120,7 @@ TEST_CASE("comm overlapped by compute on another track: [0,10) and [5,20) give 0
 }
 
 TEST_CASE("nested and overlapping spans are counted once") {
-  TempDir dir("nested");
+  test::TempDir dir("trace_summary_nested");
   // [0,10) holds [2,5) which holds [3,4); [8,12) overlaps the end; [15,16) stands alone.
   // Union: [0,12) u [15,16) = 13 (the plain sum would be 10+3+1+4+1 = 19); extent 16, idle 3.
   // comm [2,5) u [8,12) = 7; compute [0,10) covers all of it but [10,12): 5 of 7 overlapped.
@@ -153,7 +141,7 @@ TEST_CASE("nested and overlapping spans are counted once") {
 }
 
 TEST_CASE("tracks of several processes are named by process") {
-  TempDir dir("processes");
+  test::TempDir dir("trace_summary_processes");
   const TraceSummary s = summarize_chrome_trace(dir.write("t.json", R"([
     {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "rank0"}},
     {"ph": "M", "pid": 2, "name": "process_name", "args": {"name": "rank1"}},
@@ -168,7 +156,7 @@ TEST_CASE("tracks of several processes are named by process") {
 }
 
 TEST_CASE("summarize reads back the message counts of a recorder's trace") {
-  TempDir dir("recorder");
+  test::TempDir dir("trace_summary_recorder");
   TraceRecorder recorder;
   recorder.message("gate.l0", "expert.l0", "tokens", 0, 64, 1.0, 2.0);
   recorder.message("gate.l0", "expert.l0", "tokens", 1, 64, 3.0, 5.0);
@@ -185,7 +173,7 @@ TEST_CASE("summarize reads back the message counts of a recorder's trace") {
 }
 
 TEST_CASE("summarize rejects what is not a Chrome trace") {
-  TempDir dir("errors");
+  test::TempDir dir("trace_summary_errors");
   CHECK_THROWS_AS(summarize_chrome_trace((dir.path / "missing.json").string()), std::runtime_error);
   CHECK_THROWS_WITH(summarize_chrome_trace(dir.write("a.json", "{\"traceEvents\": [")),
                     Catch::Contains("not valid JSON"));
