@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One device call: unpack the carried Debian dependencies, configure with the GPU machine's CMake 4
+# and nvcc (sm_90), build everything, run the test suite (GPU tests run here instead of skipping)
+# and print a short table. Datasets are not on that machine, so the tests that read the real
+# Fashion-MNIST / KJV files are excluded there (CI runs them).
+# Usage (device tool, carry [".deps"]): bash tools/device/gpu-check.sh
+set -uo pipefail
+source tools/device/unpack-debs.sh .deps/debs
+export NCCL_NVLS_ENABLE=0
+out="${OUT:-/tmp/out}"
+mkdir -p "$out"
+build=/tmp/build
+cmake --version | head -1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+start=$(date +%s)
+cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$out/configure.log" 2>&1
+configure_rc=$?
+cmake --build $build -j "$(nproc)" > "$out/build.log" 2>&1
+build_rc=$?
+built=$(date +%s)
+(cd $build && ctest -j 8 --output-on-failure -E "real Fashion-MNIST|real KJV|tools/resume_test" > "$out/ctest.log" 2>&1)
+test_rc=$?
+end=$(date +%s)
+tail -5 "$out/ctest.log"
+grep -E "gpu/device" "$out/ctest.log" | head -3
+$build/tests/test_gpu_device
+echo "| step | rc | seconds |"
+echo "| configure (cmake $(cmake --version | head -1 | awk '{print $3}')) | $configure_rc | |"
+echo "| build | $build_rc | $((built - start)) |"
+echo "| ctest | $test_rc | $((end - built)) |"
