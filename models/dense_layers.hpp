@@ -147,11 +147,14 @@ Tensor cross_entropy_grad(const Tensor& probs, const Tensor& targets, float dlos
 
 // A model's own cache type behind a SegmentCache (C may be const); a cache made by another model
 // throws std::invalid_argument naming `function`.
+// (`function` is a C string: a std::string parameter would make GCC 13 warn that the returned
+// reference may dangle from the temporary built for it.)
 template <class C, class S>
-C& cache_cast(S& cache, const std::string& function) {
+C& cache_cast(S& cache, const char* function) {
   auto* typed = dynamic_cast<C*>(&cache);
   if (typed == nullptr)
-    throw std::invalid_argument(function + ": the cache was not made by this model's make_cache");
+    throw std::invalid_argument(std::string(function) +
+                                ": the cache was not made by this model's make_cache");
   return *typed;
 }
 

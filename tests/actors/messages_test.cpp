@@ -94,8 +94,8 @@ TEST_CASE_METHOD(system_fixture, "pipeline_links round-trips with real actor han
   struct Actors {
     caf::actor a, b;
     ~Actors() {
-      (void)a;
-      (void)b;
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
     }
   };
   auto idle = [] { return caf::behavior{[](int) {}}; };

@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 
-const TrackSummary& track(const TraceSummary& s, const std::string& name) {
+const TrackSummary& track(const TraceSummary& s, const char* name) {
   for (const auto& t : s.tracks)
     if (t.name == name) return t;
   FAIL("no track " << name);

@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 start=$(date +%s)
 cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$out/configure.log" 2>&1
 configure_rc=$?
-cmake --build $build -j "$(nproc)" > "$out/build.log" 2>&1
+cmake --build $build -j "$(nproc)" -- -k 0 > "$out/build.log" 2>&1
 build_rc=$?
 built=$(date +%s)
 (cd $build && ctest -j 8 --output-on-failure -E "real Fashion-MNIST|real KJV|tools/resume_test" > "$out/ctest.log" 2>&1)
