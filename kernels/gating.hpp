@@ -68,10 +68,4 @@ void gating_backward(GatingRule rule, const float* gates, const std::int64_t* ex
                      const std::int64_t* slot, const float* grad_weight, float grad_l_aux,
                      std::int64_t tokens, std::int64_t experts, std::int64_t k, float* grad_logits);
 
-// Row-wise softmax over a rows × cols matrix in fp32 (max subtracted first), and its backward
-// grad_logits = probs ⊙ (grad_probs − Σ grad_probs · probs), which overwrites grad_logits.
-void gating_softmax(const float* logits, float* probs, std::int64_t rows, std::int64_t cols);
-void gating_softmax_backward(const float* probs, const float* grad_probs, float* grad_logits,
-                             std::int64_t rows, std::int64_t cols);
-
 }  // namespace troupe::cpu

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/softmax.hpp"
+
 namespace troupe::cpu {
 namespace {
 
@@ -141,33 +143,11 @@ std::int64_t gating_capacity(std::int64_t tokens, std::int64_t experts, std::int
   return std::max(capacity, min_capacity);
 }
 
-void gating_softmax(const float* logits, float* probs, std::int64_t rows, std::int64_t cols) {
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const float* x = logits + r * cols;
-    float* y = probs + r * cols;
-    const float max = *std::max_element(x, x + cols);
-    float sum = 0.0f;
-    for (std::int64_t c = 0; c < cols; ++c) sum += y[c] = std::exp(x[c] - max);
-    for (std::int64_t c = 0; c < cols; ++c) y[c] /= sum;
-  }
-}
-
-void gating_softmax_backward(const float* probs, const float* grad_probs, float* grad_logits,
-                             std::int64_t rows, std::int64_t cols) {
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const float* y = probs + r * cols;
-    const float* dy = grad_probs + r * cols;
-    float dot = 0.0f;
-    for (std::int64_t c = 0; c < cols; ++c) dot += dy[c] * y[c];
-    for (std::int64_t c = 0; c < cols; ++c) grad_logits[r * cols + c] = y[c] * (dy[c] - dot);
-  }
-}
-
 void top1_gating(const float* logits, const float* gumbel, const float* priority,
                  std::int64_t tokens, std::int64_t experts, std::int64_t capacity,
                  const GatingOutput& out) {
   check_sizes("top1_gating", tokens, experts, 1);
-  gating_softmax(logits, out.gates, tokens, experts);
+  softmax_forward(logits, out.gates, tokens, experts);
   std::vector<float> noisy(gumbel ? static_cast<std::size_t>(experts) : 0);
   for (std::int64_t s = 0; s < tokens; ++s) {
     if (gumbel) {
@@ -186,7 +166,7 @@ void top1_gating(const float* logits, const float* gumbel, const float* priority
 void top2_gating(const float* logits, const float* gumbel, std::int64_t tokens,
                  std::int64_t experts, std::int64_t capacity, const GatingOutput& out) {
   check_sizes("top2_gating", tokens, experts, 2);
-  gating_softmax(logits, out.gates, tokens, experts);
+  softmax_forward(logits, out.gates, tokens, experts);
   std::vector<float> noisy(static_cast<std::size_t>(experts));
   for (std::int64_t s = 0; s < tokens; ++s) {
     const std::int64_t first = argmax(out.gates + s * experts, experts);
@@ -207,7 +187,7 @@ void top2_gating(const float* logits, const float* gumbel, std::int64_t tokens,
 void topk_gating(const float* logits, std::int64_t tokens, std::int64_t experts, std::int64_t k,
                  std::int64_t capacity, DropPolicy drop_policy, const GatingOutput& out) {
   check_sizes("topk_gating", tokens, experts, k);
-  gating_softmax(logits, out.gates, tokens, experts);
+  softmax_forward(logits, out.gates, tokens, experts);
   std::vector<std::int64_t> index(static_cast<std::size_t>(experts));
   for (std::int64_t s = 0; s < tokens; ++s) {
     const float* x = logits + s * experts;
@@ -259,7 +239,7 @@ void gating_backward(GatingRule rule, const float* gates, const std::int64_t* ex
       for (std::int64_t j = 0; j < k; ++j)
         if (sl[j] >= 0) grad_gates[e[j]] += (dw[j] - through_denom) / denom;
     }
-    gating_softmax_backward(g, grad_gates.data(), grad_logits + s * experts, 1, experts);
+    softmax_backward(g, grad_gates.data(), grad_logits + s * experts, 1, experts);
   }
 }
 

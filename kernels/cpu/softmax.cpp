@@ -1,7 +1,8 @@
-// CPU row softmax, its backward, and top-k selection (see softmax.hpp). One pass per quantity
+// CPU row softmax, top-k selection and their backwards (see softmax.hpp). One pass per quantity
 // over a contiguous row; no allocation, so these stay cheap inside attention and the MoE gate.
 #include "kernels/softmax.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -19,8 +20,10 @@ void softmax_forward(const float* x, float* y, std::int64_t rows, std::int64_t c
       yr[c] = std::exp(xr[c] - row_max);
       total += yr[c];
     }
-    const float inv_total = 1.0f / total;
-    for (std::int64_t c = 0; c < cols; ++c) yr[c] *= inv_total;
+    // Division, not a multiply by 1 / total: one rounding instead of two, and the rounding the MoE
+    // gate was built and tested with. The gate picks experts by argmax over these values (ties to
+    // the lower index), so a 1-ulp change in rounding can change which expert a token goes to.
+    for (std::int64_t c = 0; c < cols; ++c) yr[c] /= total;
   }
 }
 
@@ -37,12 +40,20 @@ void softmax_backward(const float* y, const float* dy, float* dx, std::int64_t r
   }
 }
 
-void topk(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t k,
-          std::int64_t* indices, float* values) {
+namespace {
+
+void check_k(const char* function, std::int64_t k, std::int64_t cols) {
   if (k < 0 || k > cols) {
-    throw std::invalid_argument("topk: k = " + std::to_string(k) +
+    throw std::invalid_argument(std::string(function) + ": k = " + std::to_string(k) +
                                 " must lie in [0, cols = " + std::to_string(cols) + "]");
   }
+}
+
+}  // namespace
+
+void topk(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t k,
+          std::int64_t* indices, float* values) {
+  check_k("topk", k, cols);
   if (k == 0) return;
   // Insertion into the sorted output row: O(cols·k), which beats a sort for the small k of MoE
   // gating (1–2 of a few dozen experts). A new value goes behind every equal one already kept, and
@@ -64,6 +75,22 @@ void topk(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t k,
       ir[pos] = c;
     }
   }
+}
+
+void topk_backward(const std::int64_t* indices, const float* dvalues, std::int64_t rows,
+                   std::int64_t cols, std::int64_t k, float* dx) {
+  check_k("topk_backward", k, cols);
+  for (std::int64_t i = 0; i < rows * k; ++i) {
+    if (indices[i] < 0 || indices[i] >= cols) {
+      throw std::out_of_range("topk_backward: indices[" + std::to_string(i) +
+                              "] = " + std::to_string(indices[i]) +
+                              " is outside [0, cols = " + std::to_string(cols) + ")");
+    }
+  }
+  std::fill_n(dx, rows * cols, 0.0f);
+  // += so that a repeated index (not something topk produces) still sums its gradients.
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t j = 0; j < k; ++j) dx[r * cols + indices[r * k + j]] += dvalues[r * k + j];
 }
 
 }  // namespace troupe::cpu

@@ -4,8 +4,8 @@
 #include <stdexcept>
 #include <utility>
 
-#include "kernels/gating.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/softmax.hpp"
 #include "models/moe/dispatcher.hpp"
 #include "models/moe/moe_init.hpp"
 #include "models/moe/tensor_checks.hpp"
@@ -85,7 +85,7 @@ MoEOutput MoELayer::finish_forward(const Tensor& x, RoutingPlan plan, const Tens
   cpu::linear_forward(x.data<float>(), coefficient_weight_.value.data<float>(),
                       coefficient_bias_.value.data<float>(), logits.data<float>(), S, d, 2);
   st.coefficient = Tensor::empty({S, 2});
-  cpu::gating_softmax(logits.data<float>(), st.coefficient.data<float>(), S, 2);
+  cpu::softmax_forward(logits.data<float>(), st.coefficient.data<float>(), S, 2);
   result.output = Tensor::empty({S, d});
   float* out = result.output.data<float>();
   const float* moe = st.moe_out.data<float>();
@@ -152,7 +152,7 @@ Tensor MoELayer::end_backward(const Tensor& grad_rows, float grad_l_aux, const T
     gc[2 * s + 1] = dot_mlp;
   }
   Tensor grad_logits = Tensor::empty({S, 2});
-  cpu::gating_softmax_backward(c, gc, grad_logits.data<float>(), S, 2);
+  cpu::softmax_backward(c, gc, grad_logits.data<float>(), S, 2);
   Tensor grad_x_coef = Tensor::empty({S, d});
   cpu::linear_backward(x.data<float>(), coefficient_weight_.value.data<float>(),
                        grad_logits.data<float>(), grad_x_coef.data<float>(),

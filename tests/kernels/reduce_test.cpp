@@ -1,7 +1,10 @@
 // Reductions and element-wise helpers against exact references: inputs are integers or lie on a
-// 2^-20 grid, so every double sum is exact and results can be compared bit for bit.
+// 2^-20 grid, so every double sum is exact and results can be compared bit for bit. The backwards
+// are checked against central differences of double-precision references, and max's tie rule by
+// hand.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -56,6 +59,87 @@ TEST_CASE("sum_rows adds column sums into out") {
     for (std::int64_t r = 0; r < rows; ++r) expected[c] += x[r * cols + c];
   cpu::sum_rows(x.data(), out.data(), rows, cols);
   CHECK(out == expected);
+}
+
+TEST_CASE("sum_backward and squared_l2_norm_backward match central differences") {
+  const std::int64_t n = 29;
+  const auto x = test::random_floats(n, -2.0f, 2.0f, 7);
+  const double dout = 0.7;
+
+  SECTION("sum") {
+    const auto loss = [&](const std::vector<double>& xs) {
+      double total = 0.0;
+      for (double v : xs) total += v;
+      return dout * total;
+    };
+    std::vector<float> dx(n, NAN);
+    cpu::sum_backward(dout, dx.data(), n);
+    // dx is dout rounded to fp32 (2^-24 relative); the difference quotient of a linear loss is
+    // exact up to double rounding, eps·|loss| / h ≈ 1e-11.
+    test::check_close(dx, test::central_difference(loss, test::to_double(x)), 1e-9, 6e-8);
+  }
+
+  SECTION("squared_l2_norm") {
+    const auto loss = [&](const std::vector<double>& xs) {
+      double total = 0.0;
+      for (double v : xs) total += v * v;
+      return dout * total;
+    };
+    std::vector<float> dx(n, NAN);
+    cpu::squared_l2_norm_backward(x.data(), dout, dx.data(), n);
+    // 2·x·dout is formed in double and rounded to fp32 once (2^-24 relative); the difference
+    // quotient of a quadratic has no truncation error, only double rounding ≈ 1e-11.
+    test::check_close(dx, test::central_difference(loss, test::to_double(x)), 1e-9, 6e-8);
+  }
+}
+
+TEST_CASE("max_backward sends the gradient to the first maximum") {
+  SECTION("distinct values: central differences") {
+    // A shuffled ramp 0.5 apart: the ±1e-4 steps never change which element is the maximum.
+    const std::vector<float> x = {-1.0f, 2.0f, 0.5f, -0.5f, 1.5f, 0.0f, 1.0f};
+    const auto n = static_cast<std::int64_t>(x.size());
+    const float dout = -1.25f;
+    const auto loss = [&](const std::vector<double>& xs) {
+      return dout * *std::max_element(xs.begin(), xs.end());
+    };
+    std::vector<float> dx(n, NAN);
+    cpu::max_backward(x.data(), dout, dx.data(), n);
+    // dx is exactly dout or 0; the quotient of a locally linear loss only adds double rounding.
+    test::check_close(dx, test::central_difference(loss, test::to_double(x)), 1e-9);
+  }
+
+  SECTION("ties: only the first of the equal maxima, the one max() returns") {
+    const std::vector<float> x = {1.0f, 3.0f, -2.0f, 3.0f, 3.0f};
+    std::vector<float> dx(5, NAN);
+    cpu::max_backward(x.data(), 2.0f, dx.data(), 5);
+    CHECK(dx == std::vector<float>{0.0f, 2.0f, 0.0f, 0.0f, 0.0f});
+  }
+
+  SECTION("maximum last, single element, and n < 1") {
+    const std::vector<float> x = {-7.0f, -3.5f, -9.0f, -3.25f};
+    std::vector<float> dx(4, NAN);
+    cpu::max_backward(x.data(), 0.5f, dx.data(), 4);
+    CHECK(dx == std::vector<float>{0.0f, 0.0f, 0.0f, 0.5f});
+    cpu::max_backward(x.data(), 0.5f, dx.data(), 1);
+    CHECK(dx[0] == 0.5f);
+    CHECK_THROWS_AS(cpu::max_backward(x.data(), 0.5f, dx.data(), 0), std::invalid_argument);
+  }
+}
+
+TEST_CASE("sum_rows_backward broadcasts dout to every row") {
+  const std::int64_t rows = 5, cols = 7;
+  const auto x = test::random_floats(rows * cols, -1.0f, 1.0f, 8);
+  const auto dout = test::random_floats(cols, -1.0f, 1.0f, 9);
+  const auto loss = [&](const std::vector<double>& xs) {
+    double total = 0.0;
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < cols; ++c) total += dout[c] * xs[r * cols + c];
+    return total;
+  };
+  std::vector<float> dx(rows * cols, NAN);  // overwritten, not accumulated
+  cpu::sum_rows_backward(dout.data(), dx.data(), rows, cols);
+  // dx copies dout exactly; the difference quotient of a linear loss only adds double rounding.
+  test::check_close(dx, test::central_difference(loss, test::to_double(x)), 1e-9);
 }
 
 TEST_CASE("scale, axpy and add") {
