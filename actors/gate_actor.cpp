@@ -55,7 +55,7 @@ void finish_forward(Self self, const MicroBatchKey& key, InFlight& f) {
   std::int64_t kept = 0;
   for (auto t : plan.tokens_per_expert) kept += t;
   self->send(st.links.scheduler, moe_stats{key, st.layer_index, out.l_aux, out.exp_counts,
-                                           plan.tokens * plan.k - kept});
+                                           plan.tokens * plan.k - kept, st.ctx.stamp()});
   forward_work next = f.work;
   next.activation = TensorHandle(out.output);
   next.stamp = st.ctx.stamp();

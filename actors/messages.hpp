@@ -109,6 +109,7 @@ struct moe_stats {
   float l_aux = 0.0f;
   std::vector<std::int64_t> exp_counts;  // tokens requested per expert (before drops)
   std::int64_t dropped = 0;              // choices dropped for capacity
+  TraceStamp stamp;
 };
 
 // Last segment → scheduler: the micro-batch's loss (cross-entropy only, without l_aux).
@@ -305,7 +306,7 @@ TROUPE_INSPECT(backward_work, x.key, x.gradient, x.stamp)
 TROUPE_INSPECT(expert_forward, x.key, x.training, x.rows, x.offsets, x.output, x.stamp)
 TROUPE_INSPECT(expert_backward, x.key, x.grad_output, x.grad_rows, x.stamp)
 TROUPE_INSPECT(expert_done, x.key, x.shard, x.backward, x.stamp)
-TROUPE_INSPECT(moe_stats, x.key, x.layer, x.l_aux, x.exp_counts, x.dropped)
+TROUPE_INSPECT(moe_stats, x.key, x.layer, x.l_aux, x.exp_counts, x.dropped, x.stamp)
 TROUPE_INSPECT(loss_report, x.key, x.loss, x.correct, x.count, x.stamp)
 TROUPE_INSPECT(micro_batch_done, x.key, x.stamp)
 TROUPE_INSPECT(batch_data, x.inputs, x.targets)

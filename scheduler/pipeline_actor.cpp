@@ -113,6 +113,7 @@ caf::behavior pipeline_behavior(caf::stateful_actor<PipelineState>* self, Pipeli
       },
       [self](moe_stats& msg) {
         auto& st = self->state;
+        st.ctx.received(msg.stamp, "moe_stats", msg.key.micro_batch, 0);
         auto& per_layer = st.stats.at(static_cast<std::size_t>(msg.key.micro_batch));
         per_layer.push_back(std::move(msg));
       },

@@ -59,7 +59,7 @@ TEST_CASE_METHOD(system_fixture, "every message type round-trips") {
   round_trip(expert_forward{key, false, handle({5, 8}), {0, 2, 5}, handle({5, 8}), stamp});
   round_trip(expert_backward{key, handle({5, 8}), handle({5, 8}), stamp});
   round_trip(expert_done{key, 1, true, stamp});
-  round_trip(moe_stats{key, 2, 0.5f, {1, 2, 3}, 4});
+  round_trip(moe_stats{key, 2, 0.5f, {1, 2, 3}, 4, stamp});
   round_trip(loss_report{key, 1.25f, 30, 64, stamp});
   round_trip(micro_batch_done{key, stamp});
   round_trip(run_step{3, true, {batch_data{handle({2}), handle({2})}}});
