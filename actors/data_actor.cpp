@@ -51,9 +51,9 @@ caf::behavior data_behavior(caf::stateful_actor<DataState>* self,
       [self](const next_batches& request) -> caf::result<batches_reply> {
         auto& st = self->state;
         if (request.count < 1)
-          return caf::make_error(caf::sec::invalid_argument,
-                                 "next_batches: count = " + std::to_string(request.count) +
-                                     ", must be >= 1");
+          return caf::make_error(
+              caf::sec::invalid_argument,
+              "next_batches: count = " + std::to_string(request.count) + ", must be >= 1");
         batches_reply reply;
         if (request.evaluation) {
           const auto epoch = st.eval->position().epoch;

@@ -1,6 +1,8 @@
 // 2-D convolution (stride 1, optional zero padding) and max-pooling, NCHW, for the LeNet-style CNN.
-// Convolution lowers to GEMM through im2col; `workspace` holds one image's column matrix,
-// conv2d_workspace_size() floats ([C·K·K, OH·OW]), so nothing is allocated per call.
+// The convolution reads x in place (no column matrix, see kernels/cpu/conv.cpp). `workspace`,
+// conv2d_workspace_size() floats (C·K·K·OH·OW, one image's im2col column matrix), is required
+// wherever it was with im2col; it holds one zero-padded image when padding > 0 and is untouched
+// otherwise, so nothing is allocated per call.
 // Bad shapes (non-positive sizes, negative padding, a kernel larger than the padded input) and
 // missing required pointers throw std::invalid_argument naming the field.
 #pragma once

@@ -141,6 +141,7 @@ double load_as_double(const void* src, DType dtype, std::size_t i) {
 }  // namespace
 
 void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, std::size_t count) {
+  if (count == 0) return;  // an empty vector's data() may be null, which memcpy must not see
   if (src_dtype == dst_dtype) {
     std::memcpy(dst, src, count * dtype_size(src_dtype));
     return;

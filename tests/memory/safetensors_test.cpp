@@ -20,7 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-
 // A tensor whose bytes are a pattern distinct per tensor (`seed`), so a swapped or shifted
 // tensor shows up in a byte comparison.
 Tensor patterned(const Shape& shape, DType dtype, unsigned seed) {

@@ -24,7 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-
 json write_and_parse(const TraceRecorder& recorder, const fs::path& path) {
   recorder.write_chrome_trace(path.string());
   std::ifstream in(path);

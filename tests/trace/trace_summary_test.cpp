@@ -18,7 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-
 const TrackSummary& track(const TraceSummary& s, const char* name) {
   for (const auto& t : s.tracks)
     if (t.name == name) return t;
