@@ -47,3 +47,35 @@ TEST_CASE("TensorHandle copies share one tensor and are born ready on the CPU") 
   CHECK(h.bytes() == 8);
   CHECK_FALSE(TensorHandle().valid());
 }
+
+TEST_CASE("the caching CPU allocator reuses freed blocks, zeroed, within its limit") {
+  // Size classes: multiples of 64 up to 4 KiB, then four per power of two.
+  CHECK(CachingCpuAllocator::size_class(0) == 64);
+  CHECK(CachingCpuAllocator::size_class(65) == 128);
+  CHECK(CachingCpuAllocator::size_class(4096) == 4096);
+  CHECK(CachingCpuAllocator::size_class(4097) == 5120);  // 4096 · 1.25
+  CHECK(CachingCpuAllocator::size_class(1 << 20) == (1 << 20));
+  CHECK(CachingCpuAllocator::size_class((1 << 20) + 1) == 1310720);  // 2^20 · 1.25
+
+  CachingCpuAllocator allocator(1 << 20);
+  auto* a = static_cast<unsigned char*>(allocator.allocate(10000));
+  CHECK(reinterpret_cast<std::uintptr_t>(a) % 64 == 0);
+  a[0] = 7;
+  a[9999] = 9;
+  allocator.deallocate(a, 10000);
+  CHECK(allocator.cached_bytes() == CachingCpuAllocator::size_class(10000));
+  // A request of a nearby size in the same class gets the same block back, zeroed.
+  auto* b = static_cast<unsigned char*>(allocator.allocate(10100));
+  CHECK(b == a);
+  CHECK(b[0] == 0);
+  CHECK(b[9999] == 0);
+  CHECK(allocator.cached_bytes() == 0);
+  allocator.deallocate(b, 10100);
+
+  // Beyond the cache limit a freed block goes back to the system.
+  void* big = allocator.allocate(2 << 20);
+  allocator.deallocate(big, 2 << 20);
+  CHECK(allocator.cached_bytes() == CachingCpuAllocator::size_class(10000));
+  allocator.release_cached();
+  CHECK(allocator.cached_bytes() == 0);
+}
