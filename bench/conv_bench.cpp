@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/timing.hpp"
 #include "kernels/conv.hpp"
 
 namespace {
@@ -186,26 +187,6 @@ void validate_pool(const PoolShape& p, const std::string& name) {
   if (dx != ref_dx) throw ValidationError(name + " dx differs from the reference");
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-// Median wall time of `iters` calls of fn after `warmup` untimed calls, in milliseconds.
-template <class Fn>
-double median_ms(int warmup, int iters, Fn&& fn) {
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> ms;
-  for (int i = 0; i < iters; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                     .count());
-  }
-  return median(ms);
-}
-
 // One convolution layer's buffers, allocated once as the model's Conv2d would per call.
 struct ConvBuffers {
   std::vector<float> x, w, b, y, dy, dx, dw, db, workspace;
@@ -275,60 +256,66 @@ int run(const Options& opt) {
   };
   const std::vector<Row> rows = {
       {"conv1 forward",
-       median_ms(opt.warmup, opt.iters,
-                 [&] {
-                   conv2d_forward(conv1, c1.x.data(), c1.w.data(), c1.b.data(), c1.y.data(),
-                                  c1.workspace.data());
-                 }),
+       troupe::bench::median_ms(opt.warmup, opt.iters,
+                                [&] {
+                                  conv2d_forward(conv1, c1.x.data(), c1.w.data(), c1.b.data(),
+                                                 c1.y.data(), c1.workspace.data());
+                                }),
        conv_flops(conv1)},
       {"conv1 backward (dW, db)",
-       median_ms(opt.warmup, opt.iters,
-                 [&] {
-                   conv2d_backward(conv1, c1.x.data(), c1.w.data(), c1.dy.data(), nullptr,
-                                   c1.dw.data(), c1.db.data(), c1.workspace.data());
-                 }),
+       troupe::bench::median_ms(opt.warmup, opt.iters,
+                                [&] {
+                                  conv2d_backward(conv1, c1.x.data(), c1.w.data(), c1.dy.data(),
+                                                  nullptr, c1.dw.data(), c1.db.data(),
+                                                  c1.workspace.data());
+                                }),
        conv_flops(conv1)},
       {"conv2 forward",
-       median_ms(opt.warmup, opt.iters,
-                 [&] {
-                   conv2d_forward(conv2, c2.x.data(), c2.w.data(), c2.b.data(), c2.y.data(),
-                                  c2.workspace.data());
-                 }),
+       troupe::bench::median_ms(opt.warmup, opt.iters,
+                                [&] {
+                                  conv2d_forward(conv2, c2.x.data(), c2.w.data(), c2.b.data(),
+                                                 c2.y.data(), c2.workspace.data());
+                                }),
        conv_flops(conv2)},
       {"conv2 backward (dx, dW, db)",
-       median_ms(opt.warmup, opt.iters,
-                 [&] {
-                   conv2d_backward(conv2, c2.x.data(), c2.w.data(), c2.dy.data(), c2.dx.data(),
-                                   c2.dw.data(), c2.db.data(), c2.workspace.data());
-                 }),
+       troupe::bench::median_ms(opt.warmup, opt.iters,
+                                [&] {
+                                  conv2d_backward(conv2, c2.x.data(), c2.w.data(), c2.dy.data(),
+                                                  c2.dx.data(), c2.dw.data(), c2.db.data(),
+                                                  c2.workspace.data());
+                                }),
        2 * conv_flops(conv2)},
       {"pool1 forward",
-       median_ms(opt.warmup, opt.iters,
-                 [&] {
-                   maxpool2d_forward(p1.x.data(), p1.y.data(), p1.argmax.data(), pool1.batch,
-                                     pool1.channels, pool1.height, pool1.width, pool1.window);
-                 }),
+       troupe::bench::median_ms(opt.warmup, opt.iters,
+                                [&] {
+                                  maxpool2d_forward(p1.x.data(), p1.y.data(), p1.argmax.data(),
+                                                    pool1.batch, pool1.channels, pool1.height,
+                                                    pool1.width, pool1.window);
+                                }),
        0},
       {"pool1 backward",
-       median_ms(opt.warmup, opt.iters,
-                 [&] {
-                   maxpool2d_backward(p1.dy.data(), p1.argmax.data(), p1.dx.data(), pool1.batch,
-                                      pool1.channels, pool1.height, pool1.width, pool1.window);
-                 }),
+       troupe::bench::median_ms(opt.warmup, opt.iters,
+                                [&] {
+                                  maxpool2d_backward(p1.dy.data(), p1.argmax.data(), p1.dx.data(),
+                                                     pool1.batch, pool1.channels, pool1.height,
+                                                     pool1.width, pool1.window);
+                                }),
        0},
       {"pool2 forward",
-       median_ms(opt.warmup, opt.iters,
-                 [&] {
-                   maxpool2d_forward(p2.x.data(), p2.y.data(), p2.argmax.data(), pool2.batch,
-                                     pool2.channels, pool2.height, pool2.width, pool2.window);
-                 }),
+       troupe::bench::median_ms(opt.warmup, opt.iters,
+                                [&] {
+                                  maxpool2d_forward(p2.x.data(), p2.y.data(), p2.argmax.data(),
+                                                    pool2.batch, pool2.channels, pool2.height,
+                                                    pool2.width, pool2.window);
+                                }),
        0},
       {"pool2 backward",
-       median_ms(opt.warmup, opt.iters,
-                 [&] {
-                   maxpool2d_backward(p2.dy.data(), p2.argmax.data(), p2.dx.data(), pool2.batch,
-                                      pool2.channels, pool2.height, pool2.width, pool2.window);
-                 }),
+       troupe::bench::median_ms(opt.warmup, opt.iters,
+                                [&] {
+                                  maxpool2d_backward(p2.dy.data(), p2.argmax.data(), p2.dx.data(),
+                                                     pool2.batch, pool2.channels, pool2.height,
+                                                     pool2.width, pool2.window);
+                                }),
        0},
   };
 

@@ -33,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/timing.hpp"
 #include "kernels/gemm.hpp"
 #include "models/moe/moe_layer.hpp"
 #include "models/noise.hpp"
@@ -170,26 +171,6 @@ void require_finite_nonzero(const Tensor& t, const std::string& what) {
   if (!nonzero) throw ValidationError(what + " is all zeros");
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-// Median wall time of `iters` calls of fn after `warmup` untimed calls, in milliseconds.
-template <class Fn>
-double median_ms(int warmup, int iters, Fn&& fn) {
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> ms;
-  for (int i = 0; i < iters; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                     .count());
-  }
-  return median(ms);
-}
-
 struct Result {
   std::string label;
   MoEConfig config;
@@ -244,11 +225,11 @@ class ConfigBench {
     r.tokens = opt.tokens;
     r.capacity = capacity_;
     r.rows = offsets_.back();
-    r.layer_ms = median_ms(opt.warmup, opt.iters, [&] {
+    r.layer_ms = troupe::bench::median_ms(opt.warmup, opt.iters, [&] {
       MoEForwardState st;
       layer_step(st);
     });
-    r.gemm_ms = median_ms(opt.warmup, opt.iters, [&] { gemm_step(); });
+    r.gemm_ms = troupe::bench::median_ms(opt.warmup, opt.iters, [&] { gemm_step(); });
     return r;
   }
 
