@@ -1,7 +1,7 @@
 // The plain sequential executor: the same model, the same kernels, the same order of every
 // floating-point operation as the actor runtime, with no actors and no concurrency. It is the
 // reference the actor runtime is tested against (bit-identical on the CPU for every pipeline
-// depth, shard count and partition count) and a baseline for measuring what the runtime gains.
+// depth, shard count and partition count).
 #pragma once
 
 #include <cstdint>

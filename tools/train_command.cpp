@@ -42,7 +42,7 @@ std::int64_t count_parameters(Model& model, bool expert) {
 int train(RunConfig config, const TrainCommand& command) {
   if (config.runtime.executor != ExecutorKind::actors)
     throw ConfigError(config.name, "runtime.executor",
-                      "\"sequential\" is the reference executor the tests and benchmarks use; "
+                      "\"sequential\" is the reference executor the tests compare against; "
                       "`troupe train` runs \"actors\"");
   RunSetup setup = build_run(config);
   spdlog::info("data: {}", setup.data_summary);
@@ -76,6 +76,10 @@ int train(RunConfig config, const TrainCommand& command) {
   if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) cpu::set_blas_threads(1);
   caf::actor_system_config cfg;
   cfg.load<caf::id_block::troupe>();
+  // Workers wait on a condition variable instead of CAF's default sleep-polling work stealing:
+  // micro-batch messages are latency-bound (bench/runtime_bench.cpp: 0.60 → 0.76 of the
+  // sequential executor's speed on this model).
+  cfg.set("scheduler.policy", caf::atom("sharing"));
   caf::actor_system system(cfg);
 
   RuntimeOptions ro;
