@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/timing.hpp"
+#include "bench/bench_common.hpp"
 #include "kernels/conv.hpp"
 
 namespace {
@@ -213,16 +213,10 @@ struct PoolBuffers {
         argmax(y.size()) {}
 };
 
-void require_at_least(const char* flag, std::int64_t value, std::int64_t min) {
-  if (value < min)
-    throw std::invalid_argument(std::string(flag) + " = " + std::to_string(value) + ", must be ≥ " +
-                                std::to_string(min));
-}
-
 int run(const Options& opt) {
-  require_at_least("--batch", opt.batch, 1);
-  require_at_least("--iters", opt.iters, 1);
-  require_at_least("--warmup", opt.warmup, 0);
+  troupe::bench::require_at_least("--batch", opt.batch, 1);
+  troupe::bench::require_at_least("--iters", opt.iters, 1);
+  troupe::bench::require_at_least("--warmup", opt.warmup, 0);
   const Conv2dShape conv1{opt.batch, 1, 28, 28, 6, 5}, conv2{opt.batch, 6, 12, 12, 16, 5};
   const PoolShape pool1{opt.batch, 6, 24, 24, 2}, pool2{opt.batch, 16, 8, 8, 2};
 

@@ -33,7 +33,7 @@
 #include <utility>
 #include <vector>
 
-#include "bench/timing.hpp"
+#include "bench/bench_common.hpp"
 #include "kernels/gemm.hpp"
 #include "models/moe/moe_layer.hpp"
 #include "models/noise.hpp"
@@ -295,22 +295,15 @@ nlohmann::json to_json(const Result& r, const Options& opt) {
           {"gemm_gflops", r.gemm_gflops()}};
 }
 
-// Throws std::invalid_argument naming the flag when value < min.
-void require_at_least(const char* flag, std::int64_t value, std::int64_t min) {
-  if (value < min)
-    throw std::invalid_argument(std::string(flag) + " = " + std::to_string(value) + ", must be ≥ " +
-                                std::to_string(min));
-}
-
 int run(const Options& opt) {
-  require_at_least("--tokens", opt.tokens, 1);
-  require_at_least("--hidden", opt.hidden, 1);
-  require_at_least("--ffn", opt.ffn, 1);
-  require_at_least("--experts", opt.experts, 1);
-  require_at_least("--k", opt.k, 1);
-  require_at_least("--iters", opt.iters, 1);
-  require_at_least("--warmup", opt.warmup, 0);
-  require_at_least("--threads", opt.threads, 0);
+  troupe::bench::require_at_least("--tokens", opt.tokens, 1);
+  troupe::bench::require_at_least("--hidden", opt.hidden, 1);
+  troupe::bench::require_at_least("--ffn", opt.ffn, 1);
+  troupe::bench::require_at_least("--experts", opt.experts, 1);
+  troupe::bench::require_at_least("--k", opt.k, 1);
+  troupe::bench::require_at_least("--iters", opt.iters, 1);
+  troupe::bench::require_at_least("--warmup", opt.warmup, 0);
+  troupe::bench::require_at_least("--threads", opt.threads, 0);
   // k ≤ E and the like, before any work.
   make_config(opt.hidden, opt.ffn, opt.experts, opt.k, /*drop_tokens=*/true);
   if (opt.threads > 0) openblas_set_num_threads(opt.threads);

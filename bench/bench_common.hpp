@@ -1,8 +1,11 @@
-// Timing helpers the benchmarks share: the median wall time of repeated calls.
+// What the benchmarks share: the median wall time of repeated calls and flag checks.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace troupe::bench {
@@ -25,6 +28,13 @@ double median_ms(int warmup, int iters, Fn&& fn) {
                      .count());
   }
   return median(ms);
+}
+
+// Throws std::invalid_argument naming the flag when value < min.
+inline void require_at_least(const char* flag, std::int64_t value, std::int64_t min) {
+  if (value < min)
+    throw std::invalid_argument(std::string(flag) + " = " + std::to_string(value) + ", must be ≥ " +
+                                std::to_string(min));
 }
 
 }  // namespace troupe::bench
