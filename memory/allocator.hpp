@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "memory/device.hpp"
+#include "memory/readiness.hpp"
 
 namespace troupe {
 
@@ -19,7 +20,11 @@ class Allocator {
   // Returns memory for `bytes` bytes (zero bytes gives a valid, unique, non-null pointer) or
   // throws std::bad_alloc.
   virtual void* allocate(std::size_t bytes) = 0;
-  virtual void deallocate(void* ptr, std::size_t bytes) noexcept = 0;
+  // Gives the block back. `last_use` is the readiness of the last work that touched it (a kernel
+  // still running on a stream, a transfer in flight): the block may be handed out again only once
+  // that has completed. This is the stream-ordered rule a CUDA caching allocator follows; on the
+  // CPU every use has completed by the time the last view goes away, so reuse is immediate.
+  virtual void deallocate(void* ptr, std::size_t bytes, const Readiness& last_use) noexcept = 0;
   virtual Device device() const = 0;
 };
 
@@ -29,8 +34,15 @@ class CpuAllocator final : public Allocator {
  public:
   static constexpr std::size_t alignment = 64;
   void* allocate(std::size_t bytes) override;
-  void deallocate(void* ptr, std::size_t bytes) noexcept override;
+  // Frees at once when `last_use` is ready; otherwise the block is parked and freed by a later
+  // call once its use has completed.
+  void deallocate(void* ptr, std::size_t bytes, const Readiness& last_use) noexcept override;
   Device device() const override { return Device::cpu(); }
+  ~CpuAllocator() override;
+
+ private:
+  struct Parked;
+  std::unique_ptr<Parked> parked_;
 };
 
 // A CpuAllocator that keeps freed blocks and hands them out again (the host twin of a CUDA
@@ -48,7 +60,9 @@ class CachingCpuAllocator final : public Allocator {
   CachingCpuAllocator& operator=(const CachingCpuAllocator&) = delete;
 
   void* allocate(std::size_t bytes) override;
-  void deallocate(void* ptr, std::size_t bytes) noexcept override;
+  // A block whose `last_use` has not completed waits on a pending list and joins the pool once
+  // it has (checked on every allocate and deallocate).
+  void deallocate(void* ptr, std::size_t bytes, const Readiness& last_use) noexcept override;
   Device device() const override { return Device::cpu(); }
 
   // The size class a request of `bytes` is served from (a multiple of 64).
@@ -75,11 +89,16 @@ class Storage {
   void* data() const { return data_; }
   std::size_t bytes() const { return bytes_; }
   Device device() const { return allocator_.device(); }
+  // Records the readiness of the newest work that reads or writes these bytes (PyTorch's
+  // recordStream): the allocator gets it back with the block and does not reuse the block before
+  // it has completed. Call it from the one thread that owns the storage.
+  void record_use(Readiness use) { last_use_ = std::move(use); }
 
  private:
   Allocator& allocator_;
   std::size_t bytes_;
   void* data_;
+  Readiness last_use_ = Readiness::done_on_cpu();
 };
 
 }  // namespace troupe

@@ -10,17 +10,10 @@
 #include <memory>
 #include <utility>
 
+#include "memory/readiness.hpp"
 #include "memory/tensor.hpp"
 
 namespace troupe {
-
-// Readiness of a handle's data. On the CPU every kernel has finished when the producing call
-// returns, so a CPU handle is born ready; the CUDA backend adds an event-backed state here.
-class Readiness {
- public:
-  static Readiness done_on_cpu() { return Readiness(); }
-  bool ready() const { return true; }
-};
 
 class TensorHandle {
  public:
@@ -31,6 +24,7 @@ class TensorHandle {
   bool valid() const { return state_ != nullptr; }
   const Tensor& tensor() const { return state_->tensor; }
   bool ready() const { return state_ && state_->readiness.ready(); }
+  const Readiness& readiness() const { return state_->readiness; }
   // Bytes of tensor data the handle refers to (what a trace reports for a message).
   std::size_t bytes() const { return state_ ? state_->tensor.nbytes() : 0; }
   long use_count() const { return state_.use_count(); }

@@ -62,7 +62,7 @@ TEST_CASE("the caching CPU allocator reuses freed blocks, zeroed, within its lim
   CHECK(reinterpret_cast<std::uintptr_t>(a) % 64 == 0);
   a[0] = 7;
   a[9999] = 9;
-  allocator.deallocate(a, 10000);
+  allocator.deallocate(a, 10000, Readiness::done_on_cpu());
   CHECK(allocator.cached_bytes() == CachingCpuAllocator::size_class(10000));
   // A request of a nearby size in the same class gets the same block back, zeroed.
   auto* b = static_cast<unsigned char*>(allocator.allocate(10100));
@@ -70,12 +70,51 @@ TEST_CASE("the caching CPU allocator reuses freed blocks, zeroed, within its lim
   CHECK(b[0] == 0);
   CHECK(b[9999] == 0);
   CHECK(allocator.cached_bytes() == 0);
-  allocator.deallocate(b, 10100);
+  allocator.deallocate(b, 10100, Readiness::done_on_cpu());
 
   // Beyond the cache limit a freed block goes back to the system.
   void* big = allocator.allocate(2 << 20);
-  allocator.deallocate(big, 2 << 20);
+  allocator.deallocate(big, 2 << 20, Readiness::done_on_cpu());
   CHECK(allocator.cached_bytes() == CachingCpuAllocator::size_class(10000));
   allocator.release_cached();
   CHECK(allocator.cached_bytes() == 0);
+}
+
+TEST_CASE("a block returns to the caching allocator's pool only once its last use has completed") {
+  // The stream-ordered rule: a block freed while a kernel (here a ManualEvent standing in for a
+  // CUDA event) may still use it must not be handed out again until that use completes.
+  CachingCpuAllocator allocator(1 << 20);
+  void* a = allocator.allocate(8192);
+  auto use = std::make_shared<ManualEvent>("pending kernel");
+  allocator.deallocate(a, 8192, Readiness::after(use));
+  CHECK(allocator.cached_bytes() == 0);  // pending, not in the pool
+  void* b = allocator.allocate(8192);
+  CHECK(b != a);
+  use->set();
+  allocator.deallocate(b, 8192, Readiness::done_on_cpu());
+  // Both are in the pool now; the next two requests get both blocks back.
+  CHECK(allocator.cached_bytes() == 2 * CachingCpuAllocator::size_class(8192));
+  void* c = allocator.allocate(8192);
+  void* d = allocator.allocate(8192);
+  CHECK(((c == a && d == b) || (c == b && d == a)));
+  allocator.deallocate(c, 8192, Readiness::done_on_cpu());
+  allocator.deallocate(d, 8192, Readiness::done_on_cpu());
+  allocator.release_cached();
+}
+
+TEST_CASE("a storage hands the readiness of its last recorded use back to its allocator") {
+  CachingCpuAllocator allocator(1 << 20);
+  auto use = std::make_shared<ManualEvent>();
+  void* first = nullptr;
+  {
+    Storage storage(allocator, 4096);
+    first = storage.data();
+    storage.record_use(Readiness::after(use));
+  }
+  void* other = allocator.allocate(4096);
+  CHECK(other != first);
+  use->set();
+  allocator.deallocate(other, 4096, Readiness::done_on_cpu());
+  CHECK(allocator.cached_bytes() == 2 * CachingCpuAllocator::size_class(4096));
+  allocator.release_cached();
 }
