@@ -24,6 +24,27 @@ end=$(date +%s)
 tail -5 "$out/ctest.log"
 grep -E "gpu/device" "$out/ctest.log" | head -3
 $build/tests/test_gpu_device
+# Every GPU test binary with its own output (each compares CUDA kernels with the CPU twins), then
+# compute-sanitizer memcheck on the small-shape ones, then the MoE layer benchmark (JSON to $out).
+for t in $build/tests/test_gpu_*; do
+  echo "== $(basename $t)" >> "$out/gpu-tests.log"
+  $t >> "$out/gpu-tests.log" 2>&1
+  echo "$(basename $t) rc=$?"
+done
+grep -E "FAILED|ulp|dropped" "$out/gpu-tests.log" | head -40
+if [ "${SKIP_MEMCHECK:-0}" != 1 ]; then
+  for t in runtime elementwise gemm router; do
+    timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 $build/tests/test_gpu_$t \
+      > "$out/memcheck-$t.log" 2>&1
+    echo "memcheck test_gpu_$t rc=$? $(grep -c 'Invalid' "$out/memcheck-$t.log") invalid accesses"
+  done
+fi
+if [ -x $build/bench/troupe_bench_moe_layer_gpu ]; then
+  $build/bench/troupe_bench_moe_layer_gpu "$out/moe_layer_gpu_bench.json" > "$out/moe_layer_gpu_bench.log" 2>&1
+  echo "bench rc=$?"
+  grep -E "validat|stream|phases|rows per expert|ceiling" "$out/moe_layer_gpu_bench.log" | head -40
+  tail -6 "$out/moe_layer_gpu_bench.log"
+fi
 echo "| step | rc | seconds |"
 echo "| configure (cmake $(cmake --version | head -1 | awk '{print $3}')) | $configure_rc | |"
 echo "| build | $build_rc | $((built - start)) |"
