@@ -28,11 +28,13 @@ inline std::string host_name() {
 #define TROUPE_CUDA_CHECK(stmt)                                                            \
   do {                                                                                     \
     const cudaError_t troupe_err_ = (stmt);                                                \
-    if (troupe_err_ != cudaSuccess)                                                        \
+    if (troupe_err_ != cudaSuccess) {                                                      \
+      cudaGetLastError(); /* a non-sticky error must not resurface at the next check */    \
       ::troupe::cuda::detail::throw_cuda_error(                                            \
           #stmt, std::string(cudaGetErrorName(troupe_err_)) + " (" +                       \
                      cudaGetErrorString(troupe_err_) + ")",                                \
           __FILE__, __LINE__);                                                             \
+    }                                                                                      \
   } while (0)
 
 // After a kernel launch: launch-configuration errors surface here, not at the next sync.

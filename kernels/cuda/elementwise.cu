@@ -136,43 +136,53 @@ __device__ float div(float a, float b) { return __fdiv_rn(a, b); }
 __device__ float exp_f(float x) { return static_cast<float>(exp(static_cast<double>(x))); }
 __device__ float tanh_f(float x) { return static_cast<float>(tanh(static_cast<double>(x))); }
 __device__ float erf_f(float x) { return static_cast<float>(erf(static_cast<double>(x))); }
-__device__ float sigmoid(float x) { return div(1.0f, add(1.0f, exp_f(-x))); }
+// bf16 storage needs no bit-exact fp32: CUDA's float versions (≤ 2 ulp) are far inside a bf16 ulp.
+template <bool Fast>
+__device__ float exp_t(float x) { return Fast ? expf(x) : exp_f(x); }
+template <bool Fast>
+__device__ float tanh_t(float x) { return Fast ? tanhf(x) : tanh_f(x); }
+template <bool Fast>
+__device__ float erf_t(float x) { return Fast ? erff(x) : erf_f(x); }
+template <bool Fast>
+__device__ float sigmoid(float x) { return div(1.0f, add(1.0f, exp_t<Fast>(-x))); }
 
+template <bool Fast>
 __device__ float act_forward(Activation a, float v) {
   switch (a) {
     case Activation::relu:
       return v > 0.0f ? v : 0.0f;
     case Activation::gelu_tanh: {
       const float cube = mul(mul(mul(kGeluCoeff, v), v), v);
-      return mul(mul(0.5f, v), add(1.0f, tanh_f(mul(kSqrt2OverPi, add(v, cube)))));
+      return mul(mul(0.5f, v), add(1.0f, tanh_t<Fast>(mul(kSqrt2OverPi, add(v, cube)))));
     }
     case Activation::gelu_erf:
-      return mul(mul(0.5f, v), add(1.0f, erf_f(mul(v, kInvSqrt2))));
+      return mul(mul(0.5f, v), add(1.0f, erf_t<Fast>(mul(v, kInvSqrt2))));
     case Activation::silu:
-      return mul(v, sigmoid(v));
+      return mul(v, sigmoid<Fast>(v));
   }
   return 0.0f;
 }
 
+template <bool Fast>
 __device__ float act_backward(Activation a, float v, float dy) {
   switch (a) {
     case Activation::relu:
       return v > 0.0f ? dy : 0.0f;
     case Activation::gelu_tanh: {
       const float inner = mul(kSqrt2OverPi, add(v, mul(mul(mul(kGeluCoeff, v), v), v)));
-      const float t = tanh_f(inner);
+      const float t = tanh_t<Fast>(inner);
       const float dinner = mul(kSqrt2OverPi, add(1.0f, mul(mul(mul(3.0f, kGeluCoeff), v), v)));
       const float left = mul(0.5f, add(1.0f, t));
       const float right = mul(mul(mul(0.5f, v), sub(1.0f, mul(t, t))), dinner);
       return mul(dy, add(left, right));
     }
     case Activation::gelu_erf: {
-      const float cdf = mul(0.5f, add(1.0f, erf_f(mul(v, kInvSqrt2))));
-      const float pdf = mul(kInvSqrt2Pi, exp_f(mul(mul(-0.5f, v), v)));
+      const float cdf = mul(0.5f, add(1.0f, erf_t<Fast>(mul(v, kInvSqrt2))));
+      const float pdf = mul(kInvSqrt2Pi, exp_t<Fast>(mul(mul(-0.5f, v), v)));
       return mul(dy, add(cdf, mul(v, pdf)));
     }
     case Activation::silu: {
-      const float s = sigmoid(v);
+      const float s = sigmoid<Fast>(v);
       return mul(mul(dy, s), add(1.0f, mul(v, sub(1.0f, s))));
     }
   }
@@ -183,21 +193,6 @@ __device__ float load(const float* p, std::int64_t i) { return p[i]; }
 __device__ float load(const __nv_bfloat16* p, std::int64_t i) { return __bfloat162float(p[i]); }
 __device__ void store(float* p, std::int64_t i, float v) { p[i] = v; }
 __device__ void store(__nv_bfloat16* p, std::int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
-
-template <class T>
-__global__ void activation_forward_kernel(Activation a, const T* x, T* y, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
-    store(y, i, act_forward(a, load(x, i)));
-}
-
-template <class T>
-__global__ void activation_backward_kernel(Activation a, const T* x, const T* dy, T* dx,
-                                           std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
-    store(dx, i, act_backward(a, load(x, i), load(dy, i)));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Adam / AdamW: kernels/cpu/optimizer.cpp's element loop.
@@ -266,6 +261,35 @@ __device__ void store_vec(T* p, const float (&in)[V]) {
 #pragma unroll
   for (int i = 0; i < V; ++i) store(raw.v, i, in[i]);
   *reinterpret_cast<AlignedVec<T, V>*>(p) = raw;
+}
+
+// V elements per thread (16-byte accesses for bf16 when n and the pointers allow).
+template <class T, int V>
+__global__ void activation_forward_kernel(Activation a, const T* x, T* y, std::int64_t n) {
+  constexpr bool fast = sizeof(T) == 2;
+  for (std::int64_t i = (blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x) * V;
+       i < n; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x * V) {
+    float v[V];
+    load_vec<T, V>(x + i, v);
+#pragma unroll
+    for (int e = 0; e < V; ++e) v[e] = act_forward<fast>(a, v[e]);
+    store_vec<T, V>(y + i, v);
+  }
+}
+
+template <class T, int V>
+__global__ void activation_backward_kernel(Activation a, const T* x, const T* dy, T* dx,
+                                           std::int64_t n) {
+  constexpr bool fast = sizeof(T) == 2;
+  for (std::int64_t i = (blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x) * V;
+       i < n; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x * V) {
+    float v[V], g[V];
+    load_vec<T, V>(x + i, v);
+    load_vec<T, V>(dy + i, g);
+#pragma unroll
+    for (int e = 0; e < V; ++e) g[e] = act_backward<fast>(a, v[e], g[e]);
+    store_vec<T, V>(dx + i, g);
+  }
 }
 
 template <class T, int V>
@@ -409,8 +433,13 @@ void activation_forward(Activation activation, DType dtype, const void* x, void*
   if (n <= 0) return;
   dispatch_type("activation_forward", dtype, [&](auto t) {
     using T = decltype(t);
-    activation_forward_kernel<T><<<grid_for(n), kThreads, 0, as_stream(stream)>>>(
-        activation, static_cast<const T*>(x), static_cast<T*>(y), n);
+    const void* ptrs[] = {x, y};
+    dispatch_vec<T>(n, ptrs, 2, [&](auto v) {
+      constexpr int V = decltype(v)::value;
+      activation_forward_kernel<T, V><<<grid_for((n + V - 1) / V), kThreads, 0,
+                                        as_stream(stream)>>>(activation, static_cast<const T*>(x),
+                                                             static_cast<T*>(y), n);
+    });
   });
   TROUPE_CUDA_CHECK_LAUNCH();
 }
@@ -420,8 +449,13 @@ void activation_backward(Activation activation, DType dtype, const void* x, cons
   if (n <= 0) return;
   dispatch_type("activation_backward", dtype, [&](auto t) {
     using T = decltype(t);
-    activation_backward_kernel<T><<<grid_for(n), kThreads, 0, as_stream(stream)>>>(
-        activation, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<T*>(dx), n);
+    const void* ptrs[] = {x, dy, dx};
+    dispatch_vec<T>(n, ptrs, 3, [&](auto v) {
+      constexpr int V = decltype(v)::value;
+      activation_backward_kernel<T, V><<<grid_for((n + V - 1) / V), kThreads, 0,
+                                         as_stream(stream)>>>(
+          activation, static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<T*>(dx), n);
+    });
   });
   TROUPE_CUDA_CHECK_LAUNCH();
 }

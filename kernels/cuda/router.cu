@@ -1,7 +1,7 @@
 // The fused router (see router.hpp). Three launches, no host synchronisation:
 //   1. select: one thread per token — max, exp, sum and division in the CPU's order; expert choice
 //      by first maximum of the logits (+ noise); requested counts by atomicAdd.
-//   2. assign: one block per expert — walks every choice in slot order (for top-2 all first
+//   2. assign: one block per expert — walks every choice in slot order (8 per thread per step) (for top-2 all first
 //      choices, then all second choices; else by position), ranks its own choices with ballots,
 //      and lists them. When an over-full expert keeps by key (RTS priority, or the routed logit for
 //      the "probs" policy) a choice is kept iff fewer than C of the expert's choices beat it (a
@@ -26,6 +26,7 @@ using cpu::DropPolicy;
 using cpu::GatingRule;
 
 constexpr int kAssignThreads = 1024;
+constexpr int kItems = 8;  // positions per thread in the ranking pass
 constexpr int kTokenThreads = 128;
 
 __device__ float exp_f(float x) { return static_cast<float>(exp(static_cast<double>(x))); }
@@ -114,6 +115,27 @@ __device__ int block_exclusive_scan(bool flag, int& total) {
   return before + in_warp;
 }
 
+// Exclusive prefix sum of `value` over the block in thread order; `total` gets the block's sum.
+__device__ int block_exclusive_sum(int value, int& total) {
+  __shared__ int warp_sums[kAssignThreads / 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int inclusive = value;
+  for (int o = 1; o < 32; o <<= 1) {
+    const int up = __shfl_up_sync(0xffffffffu, inclusive, o);
+    if (lane >= o) inclusive += up;
+  }
+  __syncthreads();  // warp_sums may still be read by the previous call
+  if (lane == 31) warp_sums[warp] = inclusive;
+  __syncthreads();
+  int before = 0;
+  total = 0;
+  for (int w = 0; w < kAssignThreads / 32; ++w) {
+    if (w < warp) before += warp_sums[w];
+    total += warp_sums[w];
+  }
+  return before + inclusive - value;
+}
+
 __global__ void assign_kernel(GatingRule rule, const std::int64_t* expert, const float* logits,
                               const float* priority, bool keyed, std::int64_t tokens,
                               std::int64_t experts, std::int64_t k, std::int64_t capacity,
@@ -128,18 +150,26 @@ __global__ void assign_kernel(GatingRule rule, const std::int64_t* expert, const
   std::int32_t* mine = list + start;
   const bool by_key = keyed && capacity >= 0 && n > capacity;
 
-  // Pass 1: rank this expert's choices in slot order.
+  // Pass 1: rank this expert's choices in slot order, kItems consecutive positions per thread.
   std::int64_t seen = 0;
-  for (std::int64_t base = 0; base < choices; base += kAssignThreads) {
-    const std::int64_t p = base + threadIdx.x;
-    const std::int64_t c = p < choices ? choice_of(rule, p, tokens) : -1;
-    const bool match = c >= 0 && expert[c] == e;
+  for (std::int64_t base = 0; base < choices; base += kAssignThreads * kItems) {
+    const std::int64_t first = base + static_cast<std::int64_t>(threadIdx.x) * kItems;
+    std::int64_t c[kItems];
+    int matches = 0;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const std::int64_t p = first + i;
+      c[i] = p < choices && expert[choice_of(rule, p, tokens)] == e ? choice_of(rule, p, tokens) : -1;
+      matches += c[i] >= 0;
+    }
     int total = 0;
-    const int rank = block_exclusive_scan(match, total);
-    if (match) {
-      const std::int64_t r = seen + rank;
-      mine[r] = static_cast<std::int32_t>(c);
-      if (!by_key) slot[c] = (capacity < 0 || r < capacity) ? r : -1;
+    int rank = block_exclusive_sum(matches, total);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      if (c[i] < 0) continue;
+      const std::int64_t r = seen + rank++;
+      mine[r] = static_cast<std::int32_t>(c[i]);
+      if (!by_key) slot[c[i]] = (capacity < 0 || r < capacity) ? r : -1;
     }
     seen += total;
   }

@@ -1,8 +1,10 @@
 // Element-wise CUDA kernels against their CPU twins. Tolerances (and why):
 //   - casts, Adam/AdamW, noise, ReLU, permute, permute-backward, combine, combine-backward's
 //     grad_rows in fp32: bit for bit (same operations, same order, each rounded as on the CPU);
-//   - GELU / SiLU: ≤ 2 ulp — the GPU evaluates tanh / erf / exp in double and rounds once, glibc's
-//     float versions may be off by an ulp, and the formulas multiply that by at most a small factor;
+//   - GELU / SiLU: |a − b| ≤ 2^-20·|dy|·(1 + |x|)·(1 + x²) + 2 ulp — the GPU evaluates tanh / erf /
+//     exp in double and rounds once, glibc's float versions may differ by an ulp (2^-23 relative
+//     to a value ≤ 1); the formulas multiply that by terms of size |x|·(1 + x²), and 1 + tanh
+//     cancels near x ≪ 0, so an ulp bound on the result would be meaningless there;
 //   - combine-backward's grad_weight (a dot product over the width, tree-summed on the GPU):
 //     |a − b| ≤ width · 2^-24 · Σ|dy·x| (the K·ε bound of a length-K sum);
 //   - bf16 variants: one bf16 rounding of the fp32 result, so ≤ 1 bf16 ulp (2^-8 relative).
@@ -102,16 +104,20 @@ void activations_match() {
       }
       const auto got = dout.download();
       std::int64_t worst = 0;
-      std::size_t exact = 0;
+      std::size_t exact = 0, outside = 0;
       for (std::size_t i = 0; i < n; ++i) {
         const std::int64_t d = gpu_test::ulp_distance(got[i], want[i]);
         exact += d == 0;
         worst = std::max(worst, d);
+        const double g = backward ? std::abs(dy[i]) : 1.0, v = std::abs(x[i]);
+        const double bound = std::ldexp(1.0, -20) * g * (1.0 + v) * (1.0 + v * v) +
+                             2.0 * std::ldexp(std::abs(static_cast<double>(want[i])), -23);
+        outside += a == Activation::relu ? d != 0 : std::abs(double(got[i]) - want[i]) > bound;
       }
-      std::printf("    %s %s: %zu of %zu bit-identical, worst %lld ulp\n",
+      std::printf("    %s %s: %zu of %zu bit-identical, worst %lld ulp, %zu outside the bound\n",
                   std::string(activation_name(a)).c_str(), backward ? "backward" : "forward", exact,
-                  n, static_cast<long long>(worst));
-      GPU_CHECK(worst <= (a == Activation::relu ? 0 : 2));
+                  n, static_cast<long long>(worst), outside);
+      GPU_CHECK(outside == 0);
     }
   }
   // bf16 storage: the CPU twin on the bf16-rounded input, rounded once to bf16.
@@ -273,7 +279,7 @@ void permutation_matches(std::int64_t width) {
 int main() {
   return gpu_test::run({
       {"casts f32 <-> bf16 / f16 are bit-exact (NaN, Inf, subnormals)", casts_are_bit_exact},
-      {"activations: ReLU exact, GELU / SiLU within 2 ulp, bf16 within 1 bf16 ulp",
+      {"activations: ReLU exact, GELU / SiLU within the libm bound, bf16 within 1 bf16 ulp",
        activations_match},
       {"Adam / AdamW steps are bit-exact", adam_is_bit_exact},
       {"seeded uniform noise reproduces SeededNoise", noise_matches_seeded_noise},

@@ -4,8 +4,9 @@
 //   - expert, slot, kept / dropped, exp_counts, kept_counts: exact (ties included: x and Wg are
 //     small integers in the tie cases, so many logits are exactly equal);
 //   - choice_row / row_token: exactly what the CPU's slots imply (expert-major, slot order);
-//   - gates and weights: ≤ 2 ulp (exp is rounded once from double on the GPU; glibc's expf is
-//     within one rounding of that, and one division follows);
+//   - gates and weights: ≤ 8 ulp (exp is rounded once from double on the GPU, glibc's expf may
+//     differ by an ulp; the softmax sums E of them and divides, and top-k weights divide again by
+//     a sum of k gates: a few ulp each step, measured up to 4);
 //   - router_backward given the CPU's gates: bit for bit (same operations in the same order).
 #include <algorithm>
 #include <cmath>
@@ -110,7 +111,7 @@ void run_case(const Case& tc) {
     worst = std::max(worst, gpu_test::ulp_distance(got_gates[i], gates[i]));
   for (std::size_t i = 0; i < weight.size(); ++i)
     worst = std::max(worst, gpu_test::ulp_distance(got_weight[i], weight[i]));
-  GPU_CHECK_MSG(worst <= 2, "gates / weights differ by %lld ulp", static_cast<long long>(worst));
+  GPU_CHECK_MSG(worst <= 8, "gates / weights differ by %lld ulp", static_cast<long long>(worst));
   std::int64_t dropped = 0;
   for (auto s : slot) dropped += s < 0;
   std::printf("    S=%lld E=%lld k=%lld C=%lld: %lld of %lld choices dropped\n",

@@ -29,14 +29,16 @@ $build/tests/test_gpu_device
 for t in $build/tests/test_gpu_*; do
   echo "== $(basename $t)" >> "$out/gpu-tests.log"
   $t >> "$out/gpu-tests.log" 2>&1
-  echo "$(basename $t) rc=$?"
+  rc=$?
+  echo "$(basename $t) rc=$rc"
 done
 grep -E "FAILED|ulp|dropped" "$out/gpu-tests.log" | head -40
 if [ "${SKIP_MEMCHECK:-0}" != 1 ]; then
   for t in runtime elementwise gemm router; do
     timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 $build/tests/test_gpu_$t \
       > "$out/memcheck-$t.log" 2>&1
-    echo "memcheck test_gpu_$t rc=$? $(grep -c 'Invalid' "$out/memcheck-$t.log") invalid accesses"
+    rc=$?
+    echo "memcheck test_gpu_$t rc=$rc $(grep -c 'Invalid' "$out/memcheck-$t.log") invalid accesses"
   done
 fi
 if [ -x $build/bench/troupe_bench_moe_layer_gpu ]; then
