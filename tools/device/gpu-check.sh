@@ -35,7 +35,10 @@ done
 grep -E "FAILED|ulp|dropped" "$out/gpu-tests.log" | head -40
 if [ "${SKIP_MEMCHECK:-0}" != 1 ]; then
   for t in runtime elementwise gemm router; do
-    timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 $build/tests/test_gpu_$t \
+    # runtime_test provokes one failing cudaMalloc on purpose: API errors are not memory errors.
+    api=yes; [ $t = runtime ] && api=no
+    timeout 240 compute-sanitizer --tool memcheck --report-api-errors $api --error-exitcode 3 \
+      $build/tests/test_gpu_$t \
       > "$out/memcheck-$t.log" 2>&1
     rc=$?
     echo "memcheck test_gpu_$t rc=$rc $(grep -c 'Invalid' "$out/memcheck-$t.log") invalid accesses"
