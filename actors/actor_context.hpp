@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "actors/completion_source.hpp"
 #include "actors/messages.hpp"
 #include "trace/trace_recorder.hpp"
 
@@ -33,6 +34,9 @@ class ActorSpan {
 struct ActorContext {
   std::string track;                        // e.g. "gate.l0"; also the actor's name in logs
   std::shared_ptr<TraceRecorder> recorder;  // null when tracing is off
+  // Delivers handle_ready for handles that were not ready on arrival (actors/readiness_gate.hpp);
+  // null: the process-wide polling source.
+  std::shared_ptr<CompletionSource> completion;
 
   bool tracing() const { return recorder && recorder->enabled(); }
   TraceStamp stamp() const {

@@ -6,6 +6,7 @@
 #include <caf/all.hpp>
 
 #include "actors/backward_order.hpp"
+#include "actors/readiness_gate.hpp"
 #include "models/moe/moe_layer.hpp"
 
 namespace troupe {
@@ -18,50 +19,63 @@ struct ShardState {
   ActorContext ctx;
   std::map<MicroBatchKey, ExpertActivations> saved;
   BackwardOrder order;
+  ReadinessGate readiness;
 };
 
-caf::behavior shard_behavior(caf::stateful_actor<ShardState>* self, std::shared_ptr<Model> model,
-                             ExpertShardSpec spec, ActorContext ctx) {
+using Self = caf::stateful_actor<ShardState>*;
+
+caf::actor sender_of(Self self) {
+  return caf::actor_cast<caf::actor>(self->current_sender());
+}
+
+caf::behavior shard_behavior(Self self, std::shared_ptr<Model> model, ExpertShardSpec spec,
+                             ActorContext ctx) {
   auto& st = self->state;
   st.experts = &model->moe_layer(spec.layer).experts();
   st.model = std::move(model);
   st.spec = spec;
   st.ctx = std::move(ctx);
+  st.readiness.set_source(st.ctx.completion);
   return {
       [self](const expert_forward& msg) {
         auto& st = self->state;
         st.ctx.received(msg.stamp, "expert_forward", msg.key.micro_batch, msg.rows.bytes());
-        ExpertActivations activations;
-        Tensor out;
-        {
-          auto span = st.ctx.span("experts_forward", "compute");
-          out = st.experts->forward(st.spec.first_expert, st.spec.last_expert, msg.rows.tensor(),
-                                    msg.offsets, activations);
-          // The gate owns the output buffer (one [rows, d] tensor for all shards): write our rows.
-          Tensor destination = msg.output.tensor();
-          destination.copy_from(out);
-        }
-        if (msg.training) st.saved.emplace(msg.key, std::move(activations));
-        return expert_done{msg.key, st.spec.shard, false, st.ctx.stamp()};
+        st.readiness.consume(self, {msg.rows}, [self, msg, reply_to = sender_of(self)] {
+          auto& st = self->state;
+          ExpertActivations activations;
+          Tensor out;
+          {
+            auto span = st.ctx.span("experts_forward", "compute");
+            out = st.experts->forward(st.spec.first_expert, st.spec.last_expert, msg.rows.tensor(),
+                                      msg.offsets, activations);
+          }
+          if (msg.training) st.saved.emplace(msg.key, std::move(activations));
+          self->send(reply_to, expert_output{msg.key, st.spec.layer, st.spec.shard, false,
+                                             TensorHandle(out), st.ctx.stamp()});
+        });
       },
       [self](const expert_backward& msg) {
         auto& st = self->state;
         st.ctx.received(msg.stamp, "expert_backward", msg.key.micro_batch, msg.grad_output.bytes());
-        st.order.check(msg.key, st.ctx.track);
-        auto node = st.saved.find(msg.key);
-        if (node == st.saved.end())
-          throw std::logic_error(st.ctx.track + ": backward without forward for micro-batch " +
-                                 std::to_string(msg.key.micro_batch));
-        {
-          auto span = st.ctx.span("experts_backward", "compute");
-          const Tensor grad = st.experts->backward(st.spec.first_expert, st.spec.last_expert,
-                                                   msg.grad_output.tensor(), node->second);
-          Tensor destination = msg.grad_rows.tensor();
-          destination.copy_from(grad);
-        }
-        st.saved.erase(node);
-        return expert_done{msg.key, st.spec.shard, true, st.ctx.stamp()};
+        st.readiness.consume(self, {msg.grad_output}, [self, msg, reply_to = sender_of(self)] {
+          auto& st = self->state;
+          st.order.check(msg.key, st.ctx.track);
+          auto node = st.saved.find(msg.key);
+          if (node == st.saved.end())
+            throw std::logic_error(st.ctx.track + ": backward without forward for micro-batch " +
+                                   std::to_string(msg.key.micro_batch));
+          Tensor grad;
+          {
+            auto span = st.ctx.span("experts_backward", "compute");
+            grad = st.experts->backward(st.spec.first_expert, st.spec.last_expert,
+                                        msg.grad_output.tensor(), node->second);
+          }
+          st.saved.erase(node);
+          self->send(reply_to, expert_output{msg.key, st.spec.layer, st.spec.shard, true,
+                                             TensorHandle(grad), st.ctx.stamp()});
+        });
       },
+      [self](const handle_ready&) { self->state.readiness.resume(self); },
   };
 }
 

@@ -1,12 +1,13 @@
 // The expert shard actor: owns a contiguous range of one MoE layer's local experts and runs them,
-// forward and backward, as one grouped GEMM over the rows the gate routed to them. Shards of a
+// forward and backward, as one grouped GEMM over the rows the comm actor delivered. Shards of a
 // layer run concurrently on different threads; their parameter gradients are disjoint slices of
 // the layer's stacked expert tensors, so no locking is needed.
 //
-// Protocol:
-//   expert_forward  → expert_done{backward = false} to the sender (output rows written into the
-//                     buffer the message names; activations kept for the backward when training)
-//   expert_backward → expert_done{backward = true} (input-row gradients written into grad_rows)
+// Protocol (with the comm actor of its expert-parallel group):
+//   expert_forward  → expert_output{backward = false}: the output rows, a tensor the shard made
+//                     (activations kept for the backward when training)
+//   expert_backward → expert_output{backward = true}: the gradient of its input rows
+// Inputs are read only once ready (actors/readiness_gate.hpp).
 #pragma once
 
 #include <cstdint>

@@ -43,18 +43,32 @@ struct CacheHandle {
 
 // ---- the micro-batch pipeline ------------------------------------------------------------------
 
+// Gate → scheduler (piggybacked on the forward messages, see forward_work::stats): routing
+// statistics of one micro-batch of one layer.
+struct moe_stats {
+  MicroBatchKey key;
+  std::int64_t layer = 0;
+  float l_aux = 0.0f;
+  std::vector<std::int64_t> exp_counts;  // tokens requested per expert (before drops)
+  std::int64_t dropped = 0;              // choices dropped for capacity
+};
+
 // Forward input of a dense segment or an MoE layer: the previous stage's output activation.
 // The batch travels along so every segment can read its inputs and targets.
 struct forward_work {
   MicroBatchKey key;
   bool training = true;
-  TensorHandle inputs;      // the micro-batch's inputs (segment 0 reads them)
-  TensorHandle targets;     // the micro-batch's targets (the last segment reads them)
-  TensorHandle activation;  // output of the previous stage (undefined for segment 0)
-  CacheHandle cache;        // created by segment 0
+  std::int64_t micro_batches = 1;  // in this round (the comm actors' schedule needs the shape)
+  TensorHandle inputs;             // the micro-batch's inputs (segment 0 reads them)
+  TensorHandle targets;            // the micro-batch's targets (the last segment reads them)
+  TensorHandle activation;         // output of the previous stage (undefined for segment 0)
+  CacheHandle cache;               // created by segment 0
   // d(step loss) / d(this micro-batch's loss): 1 / micro-batches, so gradients are averaged over
   // gradient accumulation steps as DeepSpeed does.
   float loss_weight = 1.0f;
+  // Statistics of the MoE layers passed so far; the last segment hands them to the scheduler
+  // with the loss, so they cost no message of their own.
+  std::vector<moe_stats> stats;
   TraceStamp stamp;
 };
 
@@ -63,7 +77,7 @@ struct forward_work {
 struct pipeline_links {
   caf::actor previous;   // receives this actor's backward output (invalid for segment 0)
   caf::actor next;       // receives this actor's forward output (invalid for the last segment)
-  caf::actor scheduler;  // receives loss_report, moe_stats and micro_batch_done
+  caf::actor scheduler;  // receives loss_report and micro_batch_done
 };
 
 // Backward input: the gradient of the receiving stage's output.
@@ -73,59 +87,84 @@ struct backward_work {
   TraceStamp stamp;
 };
 
-// Gate → expert shard: run local experts [first, last) of the shard on `rows` (expert-major,
-// offsets relative to the shard, last − first + 1 entries) and write into `output` (same shape),
-// a buffer the gate owns (consumer-provided output, so nothing is copied on the way back).
+// Gate → comm actor: move these expert-major rows to the experts that own them (forward: token
+// rows; backward: gradients of the expert outputs). `expert_offsets` has local experts + 1
+// entries: expert e's rows are [expert_offsets[e], expert_offsets[e + 1]). Across an
+// expert-parallel group this is the all-to-all; the comm actor issues it when the round's
+// collective schedule reaches (micro-batch, layer, phase).
+struct comm_dispatch {
+  MicroBatchKey key;
+  std::int64_t micro_batches = 1;  // round shape, for the schedule
+  bool training = true;
+  std::int64_t layer = 0;
+  bool backward = false;
+  TensorHandle rows;
+  std::vector<std::int64_t> expert_offsets;
+  TraceStamp stamp;
+};
+
+// Comm actor → expert shard: run local experts [first, last) of the shard on `rows`
+// (expert-major, `offsets` relative to the shard, last − first + 1 entries). The shard answers
+// with expert_output holding a tensor it owns.
 struct expert_forward {
   MicroBatchKey key;
   bool training = true;
   TensorHandle rows;
   std::vector<std::int64_t> offsets;
-  TensorHandle output;
   TraceStamp stamp;
 };
 
-// Gate → expert shard: gradient of the shard's output rows; the shard writes the gradient of its
-// input rows into `grad_rows` and accumulates its experts' parameter gradients.
+// Comm actor → expert shard: gradient of the shard's output rows; the shard accumulates its
+// experts' parameter gradients and answers with the gradient of its input rows.
 struct expert_backward {
   MicroBatchKey key;
   TensorHandle grad_output;
-  TensorHandle grad_rows;
   TraceStamp stamp;
 };
 
-// Expert shard → gate: one direction of the shard's work on a micro-batch has finished.
-struct expert_done {
-  MicroBatchKey key;
-  std::int64_t shard = 0;
-  bool backward = false;
-  TraceStamp stamp;
-};
-
-// Gate → scheduler: routing statistics of one micro-batch of one layer.
-struct moe_stats {
+// Expert shard → comm actor: the shard's result for one direction of one micro-batch.
+struct expert_output {
   MicroBatchKey key;
   std::int64_t layer = 0;
-  float l_aux = 0.0f;
-  std::vector<std::int64_t> exp_counts;  // tokens requested per expert (before drops)
-  std::int64_t dropped = 0;              // choices dropped for capacity
+  std::int64_t shard = 0;
+  bool backward = false;
+  TensorHandle rows;  // [shard rows, d], owned by the shard
   TraceStamp stamp;
 };
 
-// Last segment → scheduler: the micro-batch's loss (cross-entropy only, without l_aux).
+// Comm actor → gate: every expert's result for the gate's rows, expert-major as dispatched
+// (the reverse all-to-all's output across ranks).
+struct comm_combined {
+  MicroBatchKey key;
+  std::int64_t layer = 0;
+  bool backward = false;
+  TensorHandle rows;
+  TraceStamp stamp;
+};
+
+// Last segment → scheduler: the micro-batch's loss (cross-entropy only, without l_aux) and the
+// statistics of every MoE layer it passed.
 struct loss_report {
   MicroBatchKey key;
   float loss = 0.0f;
   std::int64_t correct = 0;
   std::int64_t count = 0;
+  std::vector<moe_stats> stats;
   TraceStamp stamp;
 };
 
-// Segment 0 → scheduler: the micro-batch's backward pass has reached the input (training), or
-// its forward pass has finished (evaluation): its slot in the pipeline is free again.
+// Segment 0 → scheduler: the micro-batch's backward pass has reached the input. A training
+// micro-batch is complete when this and its loss_report (with every layer's statistics) have
+// both arrived, in whichever order; an evaluation micro-batch with its loss_report.
 struct micro_batch_done {
   MicroBatchKey key;
   TraceStamp stamp;
+};
+
+// Completion source → actor: something the actor asked to watch (by `token`) has become ready
+// (actors/completion_source.hpp).
+struct handle_ready {
+  std::uint64_t token = 0;
 };
 
 // A micro-batch's data as the data actor hands it out.
@@ -299,16 +338,20 @@ typename Inspector::result_type inspect(Inspector& f, TensorHandle& x) {
 
 TROUPE_INSPECT(MicroBatchKey, x.step, x.micro_batch)
 TROUPE_INSPECT(TraceStamp, x.from, x.sent_us)
-TROUPE_INSPECT(forward_work, x.key, x.training, x.inputs, x.targets, x.activation, x.cache,
-               x.loss_weight, x.stamp)
+TROUPE_INSPECT(moe_stats, x.key, x.layer, x.l_aux, x.exp_counts, x.dropped)
+TROUPE_INSPECT(forward_work, x.key, x.training, x.micro_batches, x.inputs, x.targets, x.activation,
+               x.cache, x.loss_weight, x.stats, x.stamp)
 TROUPE_INSPECT(pipeline_links, x.previous, x.next, x.scheduler)
 TROUPE_INSPECT(backward_work, x.key, x.gradient, x.stamp)
-TROUPE_INSPECT(expert_forward, x.key, x.training, x.rows, x.offsets, x.output, x.stamp)
-TROUPE_INSPECT(expert_backward, x.key, x.grad_output, x.grad_rows, x.stamp)
-TROUPE_INSPECT(expert_done, x.key, x.shard, x.backward, x.stamp)
-TROUPE_INSPECT(moe_stats, x.key, x.layer, x.l_aux, x.exp_counts, x.dropped, x.stamp)
-TROUPE_INSPECT(loss_report, x.key, x.loss, x.correct, x.count, x.stamp)
+TROUPE_INSPECT(comm_dispatch, x.key, x.micro_batches, x.training, x.layer, x.backward, x.rows,
+               x.expert_offsets, x.stamp)
+TROUPE_INSPECT(expert_forward, x.key, x.training, x.rows, x.offsets, x.stamp)
+TROUPE_INSPECT(expert_backward, x.key, x.grad_output, x.stamp)
+TROUPE_INSPECT(expert_output, x.key, x.layer, x.shard, x.backward, x.rows, x.stamp)
+TROUPE_INSPECT(comm_combined, x.key, x.layer, x.backward, x.rows, x.stamp)
+TROUPE_INSPECT(loss_report, x.key, x.loss, x.correct, x.count, x.stats, x.stamp)
 TROUPE_INSPECT(micro_batch_done, x.key, x.stamp)
+TROUPE_INSPECT(handle_ready, x.token)
 TROUPE_INSPECT(batch_data, x.inputs, x.targets)
 TROUPE_INSPECT(run_step, x.step, x.training, x.micro_batches)
 TROUPE_INSPECT(step_result, x.step, x.loss, x.loss_sum, x.l_aux, x.correct, x.count, x.exp_counts,
@@ -358,10 +401,13 @@ CAF_ADD_TYPE_ID(troupe, (troupe::pipeline_links))
 CAF_ADD_TYPE_ID(troupe, (troupe::backward_work))
 CAF_ADD_TYPE_ID(troupe, (troupe::expert_forward))
 CAF_ADD_TYPE_ID(troupe, (troupe::expert_backward))
-CAF_ADD_TYPE_ID(troupe, (troupe::expert_done))
+CAF_ADD_TYPE_ID(troupe, (troupe::comm_dispatch))
+CAF_ADD_TYPE_ID(troupe, (troupe::expert_output))
+CAF_ADD_TYPE_ID(troupe, (troupe::comm_combined))
 CAF_ADD_TYPE_ID(troupe, (troupe::moe_stats))
 CAF_ADD_TYPE_ID(troupe, (troupe::loss_report))
 CAF_ADD_TYPE_ID(troupe, (troupe::micro_batch_done))
+CAF_ADD_TYPE_ID(troupe, (troupe::handle_ready))
 CAF_ADD_TYPE_ID(troupe, (troupe::batch_data))
 CAF_ADD_TYPE_ID(troupe, (troupe::run_step))
 CAF_ADD_TYPE_ID(troupe, (troupe::step_result))

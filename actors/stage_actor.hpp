@@ -4,10 +4,10 @@
 //
 // Protocol (after one pipeline_links message):
 //   forward_work  → forward_work to `next` (the next MoE layer's gate), or, for the last segment,
-//                   loss_report to the scheduler and then (training) backward_work to `previous`
-//                   or (evaluation) micro_batch_done to the scheduler
+//                   loss_report (with the MoE layers' statistics the forward_work collected) to
+//                   the scheduler and then (training) its own backward pass
 //   backward_work → backward_work to `previous`, or micro_batch_done for segment 0
-// Backward passes must arrive in micro-batch order within a step (parameter gradients are summed
+// Inputs are read only once ready (actors/readiness_gate.hpp). Backward passes must arrive in micro-batch order within a step (parameter gradients are summed
 // in that order, which keeps results bit-identical to the sequential executor); an out-of-order
 // arrival is a runtime bug and stops the actor with an error.
 #pragma once

@@ -22,6 +22,7 @@
 #include <caf/all.hpp>
 
 #include "actors/actor_context.hpp"
+#include "actors/comm_actor.hpp"
 #include "actors/expert_shard_actor.hpp"
 #include "actors/gate_actor.hpp"
 #include "actors/messages.hpp"
@@ -172,8 +173,9 @@ class StopOnExit {
 LayerResults run_actors(caf::actor_system& system, const std::shared_ptr<Model>& model,
                         const std::vector<Tensor>& inputs, const std::vector<Tensor>& gradients,
                         const std::shared_ptr<TraceRecorder>& recorder) {
-  // One shard actor per contiguous range of experts, then the gate that feeds them.
-  GateShards shards;
+  // One shard actor per contiguous range of experts, the comm actor that moves rows to them and
+  // back, then the gate.
+  LayerShards shards;
   const auto ranges = shard_expert_ranges(model->moe_layer(0).experts().count(), kShards);
   for (std::int64_t j = 0; j < kShards; ++j) {
     const ExpertShardSpec spec{0, j, ranges[static_cast<std::size_t>(j)].first,
@@ -183,8 +185,11 @@ LayerResults run_actors(caf::actor_system& system, const std::shared_ptr<Model>&
         system, model, spec, ActorContext{"expert_shard.l0.s" + std::to_string(j), recorder}));
   }
   std::vector<caf::actor> actors = shards.actors;
-  const caf::actor gate = spawn_gate_actor(system, model, 0, std::move(shards), kNoiseSeed,
-                                           ActorContext{"gate.l0", recorder});
+  const caf::actor comm = spawn_comm_actor(system, CommActorSpec{kMicroBatches, {shards}},
+                                           ActorContext{"comm.ep", recorder});
+  const caf::actor gate =
+      spawn_gate_actor(system, model, 0, comm, kNoiseSeed, ActorContext{"gate.l0", recorder});
+  actors.push_back(comm);
   actors.push_back(gate);
   const StopOnExit stop_on_exit(actors);
 
@@ -210,19 +215,19 @@ LayerResults run_actors(caf::actor_system& system, const std::shared_ptr<Model>&
     forward_work work;
     work.key = MicroBatchKey{kStep, m};
     work.training = true;
+    work.micro_batches = kMicroBatches;
     work.activation = TensorHandle(inputs[static_cast<std::size_t>(m)]);
     work.loss_weight = kLossWeight;
     work.stamp = driver.context().stamp();
     self->send(gate, std::move(work));
   }
-  driver.receive(
-      2 * kMicroBatches,
-      [&](const forward_work& out) {
-        driver.context().received(out.stamp, "forward_work", out.key.micro_batch,
-                                  out.activation.bytes());
-        got.output[slot(out.key)] = out.activation.tensor();
-      },
-      [&](const moe_stats& stats) { got.stats[slot(stats.key)] = stats; });
+  driver.receive(kMicroBatches, [&](const forward_work& out) {
+    driver.context().received(out.stamp, "forward_work", out.key.micro_batch,
+                              out.activation.bytes());
+    got.output[slot(out.key)] = out.activation.tensor();
+    if (out.stats.size() != 1) throw std::runtime_error("expected the layer's statistics");
+    got.stats[slot(out.key)] = out.stats.front();
+  });
 
   // Backward: in micro-batch order within the step (the actors check it).
   for (std::int64_t m = 0; m < kMicroBatches; ++m)

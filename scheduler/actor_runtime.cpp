@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "actors/comm_actor.hpp"
 #include "actors/expert_shard_actor.hpp"
 #include "actors/gate_actor.hpp"
 #include "actors/offload_manager_actor.hpp"
@@ -40,10 +41,12 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
         spawn_stage_actor(system_, model_, s, context("segment." + std::to_string(s))));
   }
   std::int64_t experts_per_layer = 0;
+  CommActorSpec comm_spec;
+  comm_spec.pipeline_depth = options.pipeline_depth;
   for (std::int64_t l = 0; l < layers; ++l) {
     const std::int64_t local = model_->moe_layer(l).experts().count();
     experts_per_layer = model_->moe_layer(l).config().num_experts;
-    GateShards shards;
+    LayerShards shards;
     std::int64_t j = 0;
     for (auto [first, last] : shard_expert_ranges(local, options.expert_shards)) {
       ExpertShardSpec spec{l, j, first, last};
@@ -54,9 +57,16 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
       all_.push_back(shards.actors.back());
       ++j;
     }
-    gates.push_back(spawn_gate_actor(system_, model_, l, std::move(shards), options.seed,
-                                     context("gate.l" + std::to_string(l))));
+    comm_spec.layers.push_back(std::move(shards));
   }
+  if (layers > 0) {
+    // One expert-parallel group in one process: one communicator for every MoE layer.
+    comm_ = spawn_comm_actor(system_, std::move(comm_spec), context("comm.ep"));
+    all_.push_back(comm_);
+  }
+  for (std::int64_t l = 0; l < layers; ++l)
+    gates.push_back(spawn_gate_actor(system_, model_, l, comm_, options.seed,
+                                     context("gate.l" + std::to_string(l))));
   all_.insert(all_.end(), stages.begin(), stages.end());
   all_.insert(all_.end(), gates.begin(), gates.end());
 
@@ -109,6 +119,7 @@ void ActorRuntime::shutdown() {
   all_.clear();
   partition_actors_.clear();
   pipeline_ = caf::actor();
+  comm_ = caf::actor();
 }
 
 ActorRuntime::~ActorRuntime() {

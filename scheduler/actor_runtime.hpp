@@ -1,6 +1,6 @@
 // Builds the actor graph that trains one model in this process and tears it down again:
 //
-//   segment 0 → gate 0 ⇄ expert shards of layer 0 → segment 1 → gate 1 ⇄ … → segment L
+//   segment 0 → gate 0 ⇄ comm ⇄ expert shards of layer 0 → segment 1 → gate 1 ⇄ … → segment L
 //   pipeline (scheduler) actor feeding segment 0, optimizer partition actors, and with
 //   ZeRO-Offload the offload manager.
 //
@@ -62,6 +62,7 @@ class ActorRuntime {
   std::vector<std::shared_ptr<OptimizerPartition>> partitions_;
   std::vector<caf::actor> partition_actors_;
   caf::actor pipeline_;
+  caf::actor comm_;  // the expert-parallel group's comm actor (none without MoE layers)
   std::vector<caf::actor> all_;
 };
 

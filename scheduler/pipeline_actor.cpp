@@ -1,6 +1,7 @@
 // Micro-batch pipeline scheduler actor (see pipeline_actor.hpp).
 #include "scheduler/pipeline_actor.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 
@@ -19,8 +20,10 @@ struct PipelineState {
   run_step request;
   std::int64_t launched = 0;
   std::int64_t completed = 0;
-  std::vector<loss_report> losses;            // by micro-batch
-  std::vector<std::vector<moe_stats>> stats;  // by micro-batch, then layer
+  std::vector<loss_report> losses;  // by micro-batch; each carries its layers' statistics
+  // What has arrived of each micro-batch: a micro-batch is complete when its loss (with every
+  // layer's statistics) and, in training, its done message have both arrived, in either order.
+  std::vector<bool> has_loss, has_done;
 
   std::int64_t in_flight() const { return launched - completed; }
 };
@@ -36,6 +39,7 @@ void launch_ready(caf::stateful_actor<PipelineState>* self) {
     work.training = st.request.training;
     work.inputs = data.inputs;
     work.targets = data.targets;
+    work.micro_batches = total;
     work.loss_weight = 1.0f / static_cast<float>(total);
     work.stamp = st.ctx.stamp();
     self->send(st.first_stage, std::move(work));
@@ -54,7 +58,7 @@ step_result summarize(const PipelineState& st) {
         static_cast<double>(st.losses[m].loss) * static_cast<double>(st.losses[m].count);
     out.correct += st.losses[m].correct;
     out.count += st.losses[m].count;
-    for (const auto& s : st.stats[m]) {
+    for (const auto& s : st.losses[m].stats) {
       l_aux += s.l_aux;
       out.dropped += s.dropped;
       auto& counts = out.exp_counts[static_cast<std::size_t>(s.layer)];
@@ -66,6 +70,21 @@ step_result summarize(const PipelineState& st) {
   out.loss = static_cast<float>(loss / m);
   out.l_aux = static_cast<float>(l_aux / m);
   return out;
+}
+
+// Counts micro-batch m complete once everything it owes has arrived; then admits the next one
+// or, after the last, answers the step.
+void complete_if_done(caf::stateful_actor<PipelineState>* self, std::size_t m) {
+  auto& st = self->state;
+  if (!st.has_loss[m] || !st.has_done[m]) return;
+  st.has_loss[m] = false;  // counted once
+  ++st.completed;
+  if (st.completed == static_cast<std::int64_t>(st.request.micro_batches.size())) {
+    st.promise->deliver(summarize(st));
+    st.promise.reset();
+    return;
+  }
+  launch_ready(self);
 }
 
 void fail(caf::stateful_actor<PipelineState>* self, caf::error reason) {
@@ -101,36 +120,33 @@ caf::behavior pipeline_behavior(caf::stateful_actor<PipelineState>* self, Pipeli
         st.request = std::move(request);
         st.launched = st.completed = 0;
         st.losses.assign(total, loss_report{});
-        st.stats.assign(total, {});
+        st.has_loss.assign(total, false);
+        st.has_done.assign(total, !st.request.training);  // evaluation sends no done message
         st.promise = self->make_response_promise<step_result>();
         launch_ready(self);
         return *st.promise;
       },
-      [self](const loss_report& msg) {
+      [self](loss_report& msg) {
         auto& st = self->state;
         st.ctx.received(msg.stamp, "loss_report", msg.key.micro_batch, 0);
-        st.losses.at(static_cast<std::size_t>(msg.key.micro_batch)) = msg;
-      },
-      [self](moe_stats& msg) {
-        auto& st = self->state;
-        st.ctx.received(msg.stamp, "moe_stats", msg.key.micro_batch, 0);
-        auto& per_layer = st.stats.at(static_cast<std::size_t>(msg.key.micro_batch));
-        per_layer.push_back(std::move(msg));
+        const auto m = static_cast<std::size_t>(msg.key.micro_batch);
+        if (static_cast<std::int64_t>(msg.stats.size()) != st.shape.moe_layers)
+          throw std::logic_error("pipeline: micro-batch " + std::to_string(m) + " reported " +
+                                 std::to_string(msg.stats.size()) + " MoE layers' statistics, " +
+                                 "expected " + std::to_string(st.shape.moe_layers));
+        // Sum layer statistics in layer order whatever order they were collected in.
+        std::sort(msg.stats.begin(), msg.stats.end(),
+                  [](const moe_stats& a, const moe_stats& b) { return a.layer < b.layer; });
+        st.losses.at(m) = std::move(msg);
+        st.has_loss.at(m) = true;
+        complete_if_done(self, m);
       },
       [self](const micro_batch_done& msg) {
         auto& st = self->state;
         st.ctx.received(msg.stamp, "micro_batch_done", msg.key.micro_batch, 0);
-        ++st.completed;
-        if (st.completed == static_cast<std::int64_t>(st.request.micro_batches.size())) {
-          // Sum layer statistics in layer order whatever order they arrived in.
-          for (auto& per_layer : st.stats)
-            std::sort(per_layer.begin(), per_layer.end(),
-                      [](const moe_stats& a, const moe_stats& b) { return a.layer < b.layer; });
-          st.promise->deliver(summarize(st));
-          st.promise.reset();
-          return;
-        }
-        launch_ready(self);
+        const auto m = static_cast<std::size_t>(msg.key.micro_batch);
+        st.has_done.at(m) = true;
+        complete_if_done(self, m);
       },
   };
 }

@@ -53,14 +53,18 @@ TEST_CASE_METHOD(system_fixture, "every message type round-trips") {
   MicroBatchKey key{7, 3};
   TraceStamp stamp{"gate.l0", 1234};
   round_trip(key);
-  round_trip(
-      forward_work{key, true, handle({2, 4}), handle({2}), handle({2, 8}), {}, 0.25f, stamp});
+  const moe_stats stats{key, 2, 0.5f, {1, 2, 3}, 4};
+  round_trip(stats);
+  round_trip(forward_work{
+      key, true, 4, handle({2, 4}), handle({2}), handle({2, 8}), {}, 0.25f, {stats}, stamp});
   round_trip(backward_work{key, handle({4, 8}), stamp});
-  round_trip(expert_forward{key, false, handle({5, 8}), {0, 2, 5}, handle({5, 8}), stamp});
-  round_trip(expert_backward{key, handle({5, 8}), handle({5, 8}), stamp});
-  round_trip(expert_done{key, 1, true, stamp});
-  round_trip(moe_stats{key, 2, 0.5f, {1, 2, 3}, 4, stamp});
-  round_trip(loss_report{key, 1.25f, 30, 64, stamp});
+  round_trip(comm_dispatch{key, 4, true, 1, false, handle({5, 8}), {0, 2, 5}, stamp});
+  round_trip(expert_forward{key, false, handle({5, 8}), {0, 2, 5}, stamp});
+  round_trip(expert_backward{key, handle({5, 8}), stamp});
+  round_trip(expert_output{key, 1, 0, true, handle({5, 8}), stamp});
+  round_trip(comm_combined{key, 1, false, handle({5, 8}), stamp});
+  round_trip(handle_ready{9});
+  round_trip(loss_report{key, 1.25f, 30, 64, {stats}, stamp});
   round_trip(micro_batch_done{key, stamp});
   round_trip(run_step{3, true, {batch_data{handle({2}), handle({2})}}});
   round_trip(step_result{3, 0.5f, 32.0, 0.01f, 10, 20, {{1, 2}, {3, 4}}, 5});

@@ -181,12 +181,16 @@ TEST_CASE("pipeline depth bounds the micro-batches in flight, and depth >= 2 ove
   const double backward_0 = find_slice(slices, "segment.0", false, "backward_work", 0).ts;
   CHECK((forward_1 < backward_0) == (depth >= 2));
 
-  // The gate hands every shard every micro-batch, forward and backward, and hears back each time.
+  // The gate asks the comm actor to dispatch every micro-batch in both directions; the comm actor
+  // hands every shard every micro-batch and hears back each time.
   const TraceSummary summary = summarize_chrome_trace(path);
   const TrackSummary& gate = find_track(summary, "gate.l0");
-  CHECK(gate.sent_by_type.at("expert_forward") == kShards * kMicroBatches);
-  CHECK(gate.sent_by_type.at("expert_backward") == kShards * kMicroBatches);
-  CHECK(gate.received_by_type.at("expert_done") == 2 * kShards * kMicroBatches);
+  CHECK(gate.sent_by_type.at("comm_dispatch") == 2 * kMicroBatches);
+  CHECK(gate.received_by_type.at("comm_combined") == 2 * kMicroBatches);
+  const TrackSummary& comm = find_track(summary, "comm.ep");
+  CHECK(comm.sent_by_type.at("expert_forward") == kShards * kMicroBatches);
+  CHECK(comm.sent_by_type.at("expert_backward") == kShards * kMicroBatches);
+  CHECK(comm.received_by_type.at("expert_output") == 2 * kShards * kMicroBatches);
   for (std::int64_t j = 0; j < kShards; ++j) {
     INFO("shard " << j);
     const std::string name = "expert_shard.l0.s" + std::to_string(j);

@@ -1,0 +1,193 @@
+// Comm actor (see comm_actor.hpp).
+#include "actors/comm_actor.hpp"
+
+#include <cstring>
+#include <map>
+#include <tuple>
+
+#include <caf/all.hpp>
+
+#include "actors/readiness_gate.hpp"
+
+namespace troupe {
+namespace {
+
+using SlotKey = std::tuple<std::int64_t, std::int64_t, int>;  // micro-batch, layer, phase
+
+SlotKey key_of(std::int64_t micro_batch, std::int64_t layer, CollectivePhase phase) {
+  return {micro_batch, layer, static_cast<int>(phase)};
+}
+
+// A dispatch waiting for its turn, or a combine whose parts are being collected.
+struct Request {
+  MicroBatchKey key;
+  caf::actor gate;
+  TensorHandle rows;                         // dispatch: the gate's expert-major rows
+  std::vector<std::int64_t> expert_offsets;  // dispatch
+  std::vector<TensorHandle> parts;           // combine: one per shard
+  std::int64_t parts_missing = 0;
+  bool complete = false;  // may be issued when the schedule reaches it
+};
+
+struct CommState {
+  CommActorSpec spec;
+  ActorContext ctx;
+  IssueObserver observer;
+  ReadinessGate readiness;
+  // The round in progress.
+  bool training = true;
+  std::vector<CollectiveSlot> schedule;
+  std::size_t next = 0;
+  std::map<SlotKey, Request> requests;
+
+  bool round_open() const { return next < schedule.size(); }
+};
+
+using Self = caf::stateful_actor<CommState>*;
+
+bool is_backward(CollectivePhase p) {
+  return p == CollectivePhase::dispatch_backward || p == CollectivePhase::combine_backward;
+}
+
+void issue_dispatch(Self self, const CollectiveSlot& slot, Request& r) {
+  auto& st = self->state;
+  const auto& layer = st.spec.layers.at(static_cast<std::size_t>(slot.layer));
+  const bool backward = is_backward(slot.phase);
+  // The combine answering this dispatch collects one part per shard.
+  auto& combine = st.requests[key_of(
+      slot.micro_batch, slot.layer,
+      backward ? CollectivePhase::combine_backward : CollectivePhase::combine_forward)];
+  combine.key = r.key;
+  combine.gate = r.gate;
+  combine.parts.assign(layer.actors.size(), TensorHandle());
+  combine.parts_missing = static_cast<std::int64_t>(layer.actors.size());
+  const Tensor rows = r.rows.tensor();
+  for (std::size_t j = 0; j < layer.actors.size(); ++j) {
+    const auto& s = layer.specs[j];
+    const auto begin = r.expert_offsets.at(static_cast<std::size_t>(s.first_expert));
+    const auto end = r.expert_offsets.at(static_cast<std::size_t>(s.last_expert));
+    TensorHandle slice(rows.slice_rows(begin, end), r.rows.readiness());
+    if (backward) {
+      self->send(layer.actors[j], expert_backward{r.key, slice, st.ctx.stamp()});
+    } else {
+      std::vector<std::int64_t> offsets;
+      for (auto e = s.first_expert; e <= s.last_expert; ++e)
+        offsets.push_back(r.expert_offsets[static_cast<std::size_t>(e)] - begin);
+      self->send(layer.actors[j],
+                 expert_forward{r.key, st.training, slice, std::move(offsets), st.ctx.stamp()});
+    }
+  }
+}
+
+void issue_combine(Self self, const CollectiveSlot& slot, Request& r) {
+  auto& st = self->state;
+  TensorHandle combined;
+  if (r.parts.size() == 1) {
+    combined = r.parts.front();
+  } else {
+    // The local reverse exchange: the shards' outputs, in expert order, as one buffer.
+    auto span = st.ctx.span(is_backward(slot.phase) ? "combine_backward_gather" : "combine_gather",
+                            "compute");
+    std::int64_t rows = 0, width = 0;
+    for (const auto& p : r.parts) {
+      rows += p.tensor().size(0);
+      width = p.tensor().size(1);
+    }
+    Tensor out = Tensor::empty({rows, width});
+    auto* dst = static_cast<char*>(out.raw_data());
+    for (const auto& p : r.parts) {
+      std::memcpy(dst, p.tensor().raw_data(), p.tensor().nbytes());
+      dst += p.tensor().nbytes();
+    }
+    combined = TensorHandle(out);
+  }
+  self->send(r.gate,
+             comm_combined{r.key, slot.layer, is_backward(slot.phase), combined, st.ctx.stamp()});
+}
+
+// Issues every collective whose turn has come and whose request is complete.
+void pump(Self self) {
+  auto& st = self->state;
+  while (st.round_open()) {
+    const CollectiveSlot slot = st.schedule[st.next];
+    auto node = st.requests.find(key_of(slot.micro_batch, slot.layer, slot.phase));
+    if (node == st.requests.end() || !node->second.complete) return;
+    Request r = std::move(node->second);
+    st.requests.erase(node);
+    ++st.next;
+    if (st.observer) st.observer(slot);
+    if (slot.phase == CollectivePhase::dispatch_forward ||
+        slot.phase == CollectivePhase::dispatch_backward) {
+      issue_dispatch(self, slot, r);
+    } else {
+      issue_combine(self, slot, r);
+    }
+  }
+}
+
+caf::behavior comm_behavior(Self self, CommActorSpec spec, ActorContext ctx,
+                            IssueObserver observer) {
+  auto& st = self->state;
+  st.spec = std::move(spec);
+  st.ctx = std::move(ctx);
+  st.observer = std::move(observer);
+  st.readiness.set_source(st.ctx.completion);
+  return {
+      [self](const comm_dispatch& msg) {
+        auto& st = self->state;
+        st.ctx.received(msg.stamp, "comm_dispatch", msg.key.micro_batch, msg.rows.bytes());
+        if (msg.layer < 0 || msg.layer >= static_cast<std::int64_t>(st.spec.layers.size()))
+          throw std::logic_error(st.ctx.track + ": dispatch for unknown MoE layer " +
+                                 std::to_string(msg.layer));
+        if (!st.round_open()) {
+          if (!st.requests.empty())
+            throw std::logic_error(st.ctx.track + ": a new round began with requests pending");
+          st.training = msg.training;
+          st.schedule =
+              collective_schedule({msg.micro_batches, st.spec.pipeline_depth,
+                                   static_cast<std::int64_t>(st.spec.layers.size()), msg.training});
+          st.next = 0;
+        }
+        const auto phase =
+            msg.backward ? CollectivePhase::dispatch_backward : CollectivePhase::dispatch_forward;
+        auto& r = st.requests[key_of(msg.key.micro_batch, msg.layer, phase)];
+        r.key = msg.key;
+        r.gate = caf::actor_cast<caf::actor>(self->current_sender());
+        r.rows = msg.rows;
+        r.expert_offsets = msg.expert_offsets;
+        r.complete = true;
+        pump(self);
+      },
+      [self](const expert_output& msg) {
+        auto& st = self->state;
+        st.ctx.received(msg.stamp, "expert_output", msg.key.micro_batch, msg.rows.bytes());
+        st.readiness.consume(self, {msg.rows}, [self, msg] {
+          auto& st = self->state;
+          const auto phase =
+              msg.backward ? CollectivePhase::combine_backward : CollectivePhase::combine_forward;
+          auto node = st.requests.find(key_of(msg.key.micro_batch, msg.layer, phase));
+          const auto j = static_cast<std::size_t>(msg.shard);
+          if (node == st.requests.end() || j >= node->second.parts.size() ||
+              node->second.parts[j].valid())
+            throw std::logic_error(st.ctx.track + ": unexpected expert output from shard " +
+                                   std::to_string(msg.shard) + " of layer " +
+                                   std::to_string(msg.layer) + " for micro-batch " +
+                                   std::to_string(msg.key.micro_batch));
+          auto& r = node->second;
+          r.parts[j] = msg.rows;
+          if (--r.parts_missing == 0) r.complete = true;
+          pump(self);
+        });
+      },
+      [self](const handle_ready&) { self->state.readiness.resume(self); },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_comm_actor(caf::actor_system& system, CommActorSpec spec, ActorContext context,
+                            IssueObserver observer) {
+  return system.spawn(comm_behavior, std::move(spec), std::move(context), std::move(observer));
+}
+
+}  // namespace troupe

@@ -1,0 +1,44 @@
+// The comm actor: one per communicator (an expert-parallel group), serving every MoE layer. It is
+// where token rows move between the ranks that route them and the ranks whose experts process
+// them:
+//   comm_dispatch (from a gate) → expert_forward / expert_backward to the layer's expert shards;
+//   expert_output (from every shard of that layer) → comm_combined back to the gate.
+// Each dispatch and each combine is one collective. They are issued in the order of the round's
+// collective schedule (comm/collective_schedule.hpp), which every rank computes the same way, so a
+// request that arrives early waits for the ones the schedule puts before it.
+//
+// With one process the backend is local: dispatch hands each shard a view of its rows and combine
+// concatenates the shards' outputs (one shard: passes its tensor through). That is a local
+// permutation, so it is traced as compute; only real transfers between ranks are traced as comm.
+// The UCX (host) and NCCL (device) backends plug in at issue().
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include <caf/fwd.hpp>
+
+#include "actors/actor_context.hpp"
+#include "actors/expert_shard_actor.hpp"
+#include "comm/collective_schedule.hpp"
+
+namespace troupe {
+
+struct LayerShards {
+  std::vector<caf::actor> actors;
+  std::vector<ExpertShardSpec> specs;  // same order; together they cover the layer's local experts
+};
+
+struct CommActorSpec {
+  std::int64_t pipeline_depth = 1;
+  std::vector<LayerShards> layers;  // by MoE layer
+};
+
+// Test hook: called with every collective in the order it is issued.
+using IssueObserver = std::function<void(const CollectiveSlot&)>;
+
+caf::actor spawn_comm_actor(caf::actor_system& system, CommActorSpec spec, ActorContext context,
+                            IssueObserver observer = nullptr);
+
+}  // namespace troupe
