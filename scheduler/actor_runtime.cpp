@@ -30,7 +30,7 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
                            RuntimeOptions options)
     : system_(system), model_(std::move(model)) {
   auto context = [&](std::string track) {
-    return ActorContext{std::move(track), options.recorder};
+    return ActorContext{std::move(track), options.recorder, options.completion};
   };
   const std::int64_t layers = model_->num_moe_layers();
 
@@ -61,7 +61,8 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
   }
   if (layers > 0) {
     // One expert-parallel group in one process: one communicator for every MoE layer.
-    comm_ = spawn_comm_actor(system_, std::move(comm_spec), context("comm.ep"));
+    comm_ =
+        spawn_comm_actor(system_, std::move(comm_spec), context("comm.ep"), options.comm_observer);
     all_.push_back(comm_);
   }
   for (std::int64_t l = 0; l < layers; ++l)

@@ -15,6 +15,7 @@
 #include <caf/all.hpp>
 
 #include "actors/actor_context.hpp"
+#include "actors/comm_actor.hpp"
 #include "kernels/optimizer.hpp"
 #include "models/model.hpp"
 #include "models/optimizer_partition.hpp"
@@ -29,6 +30,9 @@ struct RuntimeOptions {
   AdamParams adam;
   std::uint64_t seed = 0;                   // routing noise
   std::shared_ptr<TraceRecorder> recorder;  // null: no tracing
+  // Delivers handle_ready for handles not ready on arrival; null: the process-wide poller.
+  std::shared_ptr<CompletionSource> completion;
+  IssueObserver comm_observer;  // tests: sees every collective the comm actor issues, in order
 };
 
 // Splits `local_experts` into `shards` contiguous ranges of nearly equal size; throws
