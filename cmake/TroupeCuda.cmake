@@ -30,7 +30,22 @@ if(TROUPE_CUDA)
       message(FATAL_ERROR "TROUPE_NCCL=ON but NCCL was not found (set NCCL_LIBRARY / NCCL_INCLUDE_DIR or -DTROUPE_NCCL=OFF)")
     endif()
   endif()
+  # cuDNN backs the CUDA convolution (kernels/cuda/conv_cudnn.cpp). On by default where its header
+  # and library are found (CI has them under /usr/local/cuda); without it conv2d_available() is
+  # false and the GPU tests skip their convolution cases.
+  find_path(CUDNN_INCLUDE_DIR cudnn.h
+            HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include /usr/include/x86_64-linux-gnu)
+  find_library(CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/lib/x86_64-linux-gnu)
+  set(_troupe_cudnn_default OFF)
+  if(CUDNN_INCLUDE_DIR AND CUDNN_LIBRARY)
+    set(_troupe_cudnn_default ON)
+  endif()
+  option(TROUPE_CUDNN "Build the cuDNN convolution (needs TROUPE_CUDA)" ${_troupe_cudnn_default})
+  if(TROUPE_CUDNN AND NOT (CUDNN_INCLUDE_DIR AND CUDNN_LIBRARY))
+    message(FATAL_ERROR "TROUPE_CUDNN=ON but cuDNN was not found (set CUDNN_INCLUDE_DIR / CUDNN_LIBRARY or -DTROUPE_CUDNN=OFF)")
+  endif()
 else()
   set(TROUPE_NCCL OFF CACHE BOOL "" FORCE)
+  set(TROUPE_CUDNN OFF CACHE BOOL "" FORCE)
 endif()
-message(STATUS "troupe: CUDA=${TROUPE_CUDA} NCCL=${TROUPE_NCCL}")
+message(STATUS "troupe: CUDA=${TROUPE_CUDA} NCCL=${TROUPE_NCCL} cuDNN=${TROUPE_CUDNN}")

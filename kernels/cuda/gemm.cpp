@@ -7,10 +7,12 @@
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <map>
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/check.cuh"
@@ -34,7 +36,8 @@ int alignment_of(const void* p) {
 
 // Everything a matmul plan depends on besides the pointers.
 using PlanKey = std::tuple<int, int, std::int64_t, std::int64_t, std::int64_t, int, int,
-                           std::int64_t, std::int64_t, std::int64_t, int, int, int, int>;
+                           std::int64_t, std::int64_t, std::int64_t, int, int, int, int,
+                           std::int64_t, std::int64_t, std::int64_t, std::int64_t>;
 
 struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
@@ -79,6 +82,15 @@ Blas::~Blas() = default;
 void gemm(Blas& blas, void* stream, DType in, DType out, bool trans_a, bool trans_b, std::int64_t m,
           std::int64_t n, std::int64_t k, float alpha, const void* a, std::int64_t lda,
           const void* b, std::int64_t ldb, float beta, void* c, std::int64_t ldc) {
+  gemm_strided_batched(blas, stream, in, out, trans_a, trans_b, m, n, k, alpha, a, lda, 0, b, ldb,
+                       0, beta, c, ldc, 0, 1);
+}
+
+void gemm_strided_batched(Blas& blas, void* stream, DType in, DType out, bool trans_a, bool trans_b,
+                          std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+                          const void* a, std::int64_t lda, std::int64_t stride_a, const void* b,
+                          std::int64_t ldb, std::int64_t stride_b, float beta, void* c,
+                          std::int64_t ldc, std::int64_t stride_c, std::int64_t batch) {
   const cudaDataType_t tin = cuda_type(in, "input");
   const cudaDataType_t tout = cuda_type(out, "output");
   if (in == DType::f32 && out != DType::f32)
@@ -86,11 +98,37 @@ void gemm(Blas& blas, void* stream, DType in, DType out, bool trans_a, bool tran
   if (m < 0 || n < 0 || k < 0)
     throw std::invalid_argument("cuda::gemm: negative size m=" + std::to_string(m) +
                                 " n=" + std::to_string(n) + " k=" + std::to_string(k));
-  if (m == 0 || n == 0) return;
-  const int align_a = alignment_of(a), align_b = alignment_of(b), align_c = alignment_of(c);
+  if (batch < 0) throw std::invalid_argument("cuda::gemm: negative batch " + std::to_string(batch));
+  if (m == 0 || n == 0 || batch == 0) return;
+  if (batch == 1) stride_a = stride_b = stride_c = 0;  // one plan for every unbatched call
+  // A batched operand is only as aligned as its stride keeps every matrix after the first.
+  const std::size_t es_in = in == DType::f32 ? 4 : 2, es_out = out == DType::f32 ? 4 : 2;
+  auto aligned = [](const void* p, std::int64_t stride_bytes) {
+    return std::min(alignment_of(p),
+                    alignment_of(reinterpret_cast<const void*>(
+                        static_cast<std::uintptr_t>(stride_bytes == 0 ? 256 : stride_bytes))));
+  };
+  const int align_a = aligned(a, stride_a * es_in), align_b = aligned(b, stride_b * es_in),
+            align_c = aligned(c, stride_c * es_out);
   Blas::Impl& impl = blas.impl();
-  const PlanKey key{static_cast<int>(in), static_cast<int>(out), m, n, k, trans_a, trans_b,
-                    lda,  ldb, ldc, align_a, align_b, align_c, beta == 0.0f};
+  const PlanKey key{static_cast<int>(in),
+                    static_cast<int>(out),
+                    m,
+                    n,
+                    k,
+                    trans_a,
+                    trans_b,
+                    lda,
+                    ldb,
+                    ldc,
+                    align_a,
+                    align_b,
+                    align_c,
+                    beta == 0.0f,
+                    batch,
+                    stride_a,
+                    stride_b,
+                    stride_c};
   auto it = impl.plans.find(key);
   if (it == impl.plans.end()) {
     Plan p;
@@ -103,9 +141,23 @@ void gemm(Blas& blas, void* stream, DType in, DType out, bool trans_a, bool tran
     TROUPE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB,
                                                        &op_second, sizeof(op_second)));
     // Stored shapes (column-major rows x cols): B is [n,k] or, transposed, [k,n]; A likewise.
-    TROUPE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, tin, trans_b ? k : n, trans_b ? n : k, ldb));
-    TROUPE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, tin, trans_a ? m : k, trans_a ? k : m, lda));
+    TROUPE_CUBLAS_CHECK(
+        cublasLtMatrixLayoutCreate(&p.a, tin, trans_b ? k : n, trans_b ? n : k, ldb));
+    TROUPE_CUBLAS_CHECK(
+        cublasLtMatrixLayoutCreate(&p.b, tin, trans_a ? m : k, trans_a ? k : m, lda));
     TROUPE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, tout, n, m, ldc));
+    if (batch > 1) {
+      const std::int32_t count = static_cast<std::int32_t>(batch);
+      // The column-major view swaps the operands: layout a holds B, layout b holds A.
+      const std::pair<cublasLtMatrixLayout_t, std::int64_t> strided[] = {
+          {p.a, stride_b}, {p.b, stride_a}, {p.c, stride_c}};
+      for (const auto& [layout, stride] : strided) {
+        TROUPE_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+            layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+        TROUPE_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+            layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+      }
+    }
     if (k > 0) {
       cublasLtMatmulPreference_t pref = nullptr;
       TROUPE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -127,10 +179,10 @@ void gemm(Blas& blas, void* stream, DType in, DType out, bool trans_a, bool tran
                                                                p.c, pref, 1, &result, &found);
       cublasLtMatmulPreferenceDestroy(pref);
       if (st != CUBLAS_STATUS_SUCCESS || found == 0)
-        throw std::runtime_error("cuda::gemm: cuBLASLt found no algorithm for m=" +
-                                 std::to_string(m) + " n=" + std::to_string(n) +
-                                 " k=" + std::to_string(k) + " (status " +
-                                 std::to_string(static_cast<int>(st)) + ")");
+        throw std::runtime_error(
+            "cuda::gemm: cuBLASLt found no algorithm for m=" + std::to_string(m) +
+            " n=" + std::to_string(n) + " k=" + std::to_string(k) + " (status " +
+            std::to_string(static_cast<int>(st)) + ")");
       p.algo = result.algo;
       p.has_algo = true;
     }
@@ -142,10 +194,10 @@ void gemm(Blas& blas, void* stream, DType in, DType out, bool trans_a, bool tran
     // cuBLASLt needs k ≥ 1; C = beta·C with alpha·0 is a scale (or a clear).
     if (beta != 0.0f && beta != 1.0f)
       throw std::invalid_argument("cuda::gemm: k = 0 with beta other than 0 or 1");
-    if (beta == 0.0f) {
-      const std::size_t es = out == DType::f32 ? 4 : 2;
-      TROUPE_CUDA_CHECK(cudaMemset2DAsync(c, ldc * es, 0, n * es, m, s));
-    }
+    if (beta == 0.0f)
+      for (std::int64_t i = 0; i < batch; ++i)
+        TROUPE_CUDA_CHECK(cudaMemset2DAsync(static_cast<char*>(c) + i * stride_c * es_out,
+                                            ldc * es_out, 0, n * es_out, m, s));
     return;
   }
   TROUPE_CUBLAS_CHECK(cublasLtMatmul(impl.handle, p.desc, &alpha, b, p.a, a, p.b, &beta, c, p.c, c,
@@ -213,7 +265,9 @@ GroupedGemm::~GroupedGemm() {
   if (impl_->fork) cudaEventDestroy(impl_->fork);
 }
 
-int GroupedGemm::streams() const { return static_cast<int>(impl_->blas.size()); }
+int GroupedGemm::streams() const {
+  return static_cast<int>(impl_->blas.size());
+}
 
 void GroupedGemm::forward(void* stream, DType dtype, const void* x, const std::int64_t* offsets,
                           std::int64_t groups, const void* w, void* y, std::int64_t in,

@@ -42,6 +42,15 @@ void gemm(Blas& blas, void* stream, DType in, DType out, bool trans_a, bool tran
           std::int64_t n, std::int64_t k, float alpha, const void* a, std::int64_t lda,
           const void* b, std::int64_t ldb, float beta, void* c, std::int64_t ldc);
 
+// `batch` independent GEMMs of that shape in one cuBLASLt call; GEMM i reads a + i·stride_a and
+// b + i·stride_b and writes c + i·stride_c (strides in elements). Used for attention's per-head
+// products, which are strided views of one qkv tensor.
+void gemm_strided_batched(Blas& blas, void* stream, DType in, DType out, bool trans_a, bool trans_b,
+                          std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
+                          const void* a, std::int64_t lda, std::int64_t stride_a, const void* b,
+                          std::int64_t ldb, std::int64_t stride_b, float beta, void* c,
+                          std::int64_t ldc, std::int64_t stride_c, std::int64_t batch);
+
 // The experts' grouped linear layer (cpu::grouped_linear_forward / _backward without bias), for
 // `dtype` f32 or bf16 everywhere. `offsets` (groups + 1 entries, host memory) splits the rows of x.
 // Work is enqueued on `stream`'s order: helper streams wait for what `stream` enqueued before the

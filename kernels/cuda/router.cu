@@ -1,15 +1,18 @@
-// The fused router (see router.hpp). Three launches, no host synchronisation:
+// The fused router (see router.hpp). Three or four launches, no host synchronisation:
 //   1. select: one thread per token — max, exp, sum and division in the CPU's order; expert choice
 //      by first maximum of the logits (+ noise); requested counts by atomicAdd.
-//   2. assign: one block per expert — walks every choice in slot order (8 per thread per step) (for top-2 all first
+//   2. assign: one block per expert — walks every choice in slot order (8 per thread per step) (for
+//   top-2 all first
 //      choices, then all second choices; else by position), ranks its own choices with ballots,
 //      and lists them. When an over-full expert keeps by key (RTS priority, or the routed logit for
 //      the "probs" policy) a choice is kept iff fewer than C of the expert's choices beat it (a
-//      larger key, or an equal key earlier in slot order): O(n_e²) comparisons through shared-memory
-//      tiles, fine for the thousands of rows per expert of real layers. Slots are then ranks among
-//      the kept, in slot order.
+//      larger key, or an equal key earlier in slot order): O(n_e²) comparisons through
+//      shared-memory tiles, fine for the thousands of rows per expert of real layers. Slots are
+//      then ranks among the kept, in slot order.
 //   3. finish: one thread per token — row offsets (a scan of kept counts, redone per block, E is
 //      small), choice_row / row_token, and the combine weights.
+//   4. only when l_aux is asked for: one block — per-expert counts and gate column sums, then
+//   l_aux.
 #include <cuda_runtime.h>
 
 #include <cfloat>
@@ -17,6 +20,7 @@
 #include <string>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/reduce.cuh"
 #include "kernels/cuda/router.hpp"
 
 namespace troupe::cuda {
@@ -29,7 +33,9 @@ constexpr int kAssignThreads = 1024;
 constexpr int kItems = 8;  // positions per thread in the ranking pass
 constexpr int kTokenThreads = 128;
 
-__device__ float exp_f(float x) { return static_cast<float>(exp(static_cast<double>(x))); }
+__device__ float exp_f(float x) {
+  return static_cast<float>(exp(static_cast<double>(x)));
+}
 
 // Choice index of slot-order position p.
 __device__ std::int64_t choice_of(GatingRule rule, std::int64_t p, std::int64_t tokens) {
@@ -159,7 +165,8 @@ __global__ void assign_kernel(GatingRule rule, const std::int64_t* expert, const
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
       const std::int64_t p = first + i;
-      c[i] = p < choices && expert[choice_of(rule, p, tokens)] == e ? choice_of(rule, p, tokens) : -1;
+      c[i] =
+          p < choices && expert[choice_of(rule, p, tokens)] == e ? choice_of(rule, p, tokens) : -1;
       matches += c[i] >= 0;
     }
     int total = 0;
@@ -263,8 +270,34 @@ __global__ void finish_kernel(GatingRule rule, const float* gates, const std::in
 }
 
 // cpu::gating_backward without the l_aux term, one thread per token (E is small).
+// l_aux in one block (E is small): for each expert, its count (exp_counts, or first choices only
+// for top-2) and the column sum of the gates in double, then Σ_e column · scale[e] in expert order,
+// scale[e] = count · factor with factor = coef / S² from the host, as the CPU rounds it.
+__global__ void aux_loss_kernel(GatingRule rule, const float* gates, const std::int64_t* expert,
+                                const std::int64_t* exp_counts, std::int64_t tokens,
+                                std::int64_t experts, std::int64_t k, double factor,
+                                std::int64_t* aux_counts, float* l_aux) {
+  double total = 0.0;
+  for (std::int64_t e = 0; e < experts; ++e) {
+    std::int64_t count = 0;
+    double column = 0.0;
+    for (std::int64_t s = threadIdx.x; s < tokens; s += blockDim.x) {
+      column += gates[s * experts + e];
+      if (rule == GatingRule::top2) count += expert[s * k] == e;
+    }
+    column = detail::block_sum(column);
+    count = rule == GatingRule::top2 ? detail::block_sum(count) : exp_counts[e];
+    if (threadIdx.x == 0) {
+      aux_counts[e] = count;
+      total = __dadd_rn(total, __dmul_rn(column, __dmul_rn(static_cast<double>(count), factor)));
+    }
+  }
+  if (threadIdx.x == 0) *l_aux = static_cast<float>(total);
+}
+
 __global__ void backward_kernel(GatingRule rule, const float* gates, const std::int64_t* expert,
                                 const std::int64_t* slot, const float* grad_weight,
+                                float grad_l_aux, const std::int64_t* aux_counts, double factor,
                                 std::int64_t tokens, std::int64_t experts, std::int64_t k,
                                 float* grad_logits) {
   const std::int64_t s = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
@@ -283,15 +316,28 @@ __global__ void backward_kernel(GatingRule rule, const float* gates, const std::
   if (rule != GatingRule::top1 && kept_sum >= FLT_EPSILON)
     for (std::int64_t j = 0; j < k; ++j)
       if (sl[j] >= 0) through = __fadd_rn(through, __fmul_rn(dw[j], __fdiv_rn(g[e[j]], denom)));
-  for (std::int64_t i = 0; i < experts; ++i) dx[i] = 0.0f;  // grad_gates, built in place
+  // grad_gates, built in place, starting from the l_aux term float(grad_l_aux · scale[i]).
+  for (std::int64_t i = 0; i < experts; ++i)
+    dx[i] =
+        aux_counts
+            ? static_cast<float>(__dmul_rn(static_cast<double>(grad_l_aux),
+                                           __dmul_rn(static_cast<double>(aux_counts[i]), factor)))
+            : 0.0f;
   for (std::int64_t j = 0; j < k; ++j) {
     if (sl[j] < 0) continue;
-    const float add = rule == GatingRule::top1 ? dw[j] : __fdiv_rn(__fsub_rn(dw[j], through), denom);
+    const float add =
+        rule == GatingRule::top1 ? dw[j] : __fdiv_rn(__fsub_rn(dw[j], through), denom);
     dx[e[j]] = __fadd_rn(dx[e[j]], add);
   }
   float dot = 0.0f;
   for (std::int64_t i = 0; i < experts; ++i) dot = __fadd_rn(dot, __fmul_rn(dx[i], g[i]));
   for (std::int64_t i = 0; i < experts; ++i) dx[i] = __fmul_rn(g[i], __fsub_rn(dx[i], dot));
+}
+
+// coef / S² of l_aux's scale, computed as cpu::aux_scale computes it.
+double aux_factor(GatingRule rule, std::int64_t tokens, std::int64_t experts, std::int64_t k) {
+  const double coef = rule == GatingRule::topk ? static_cast<double>(experts) / k : experts;
+  return coef / (static_cast<double>(tokens) * tokens);
 }
 
 unsigned blocks_for(std::int64_t n, int threads) {
@@ -310,8 +356,8 @@ void route(const RouterConfig& cfg, const float* logits, const float* gumbel, co
            void* workspace, const RouterOutput& out, void* stream) {
   const std::int64_t S = cfg.tokens, E = cfg.experts, k = cfg.k;
   if (S < 1 || E < 1 || k < 1 || k > E)
-    throw std::invalid_argument("cuda::route: tokens = " + std::to_string(S) + ", experts = " +
-                                std::to_string(E) + ", k = " + std::to_string(k) +
+    throw std::invalid_argument("cuda::route: tokens = " + std::to_string(S) +
+                                ", experts = " + std::to_string(E) + ", k = " + std::to_string(k) +
                                 "; need tokens ≥ 1 and 1 ≤ k ≤ experts");
   if ((cfg.rule == GatingRule::top1 && k != 1) || (cfg.rule == GatingRule::top2 && k != 2))
     throw std::invalid_argument("cuda::route: k = " + std::to_string(k) +
@@ -336,15 +382,32 @@ void route(const RouterConfig& cfg, const float* logits, const float* gumbel, co
       cfg.rule, out.gates, out.expert, out.slot, out.kept_counts, S, E, k, out.weight,
       out.row_offsets, out.choice_row, out.row_token);
   TROUPE_CUDA_CHECK_LAUNCH();
+  if (out.l_aux) {
+    if (!out.aux_counts)
+      throw std::invalid_argument("cuda::route: l_aux asked for without aux_counts (E entries)");
+    aux_loss_kernel<<<1, kAssignThreads, 0, s>>>(cfg.rule, out.gates, out.expert, out.exp_counts, S,
+                                                 E, k, aux_factor(cfg.rule, S, E, k),
+                                                 out.aux_counts, out.l_aux);
+    TROUPE_CUDA_CHECK_LAUNCH();
+  }
 }
 
 void router_backward(cpu::GatingRule rule, const float* gates, const std::int64_t* expert,
                      const std::int64_t* slot, const float* grad_weight, std::int64_t tokens,
                      std::int64_t experts, std::int64_t k, float* grad_logits, void* stream) {
+  router_backward(rule, gates, expert, slot, grad_weight, 0.0f, nullptr, tokens, experts, k,
+                  grad_logits, stream);
+}
+
+void router_backward(cpu::GatingRule rule, const float* gates, const std::int64_t* expert,
+                     const std::int64_t* slot, const float* grad_weight, float grad_l_aux,
+                     const std::int64_t* aux_counts, std::int64_t tokens, std::int64_t experts,
+                     std::int64_t k, float* grad_logits, void* stream) {
   if (tokens <= 0) return;
   backward_kernel<<<blocks_for(tokens, kTokenThreads), kTokenThreads, 0,
-                    static_cast<cudaStream_t>(stream)>>>(rule, gates, expert, slot, grad_weight,
-                                                         tokens, experts, k, grad_logits);
+                    static_cast<cudaStream_t>(stream)>>>(
+      rule, gates, expert, slot, grad_weight, grad_l_aux, aux_counts,
+      aux_factor(rule, tokens, experts, k), tokens, experts, k, grad_logits);
   TROUPE_CUDA_CHECK_LAUNCH();
 }
 

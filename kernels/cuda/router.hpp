@@ -7,7 +7,9 @@
 // counts, ties included (the lower index, and the earlier token, win). Selection compares logits
 // (plus noise), never recomputed gates: argmax(softmax(x)) = argmax(x), and comparing logits
 // avoids depending on how exp rounds. Gates and weights agree to a few ulp (exp differs by at most
-// one rounding from glibc's). l_aux is not computed here.
+// one rounding from glibc's). The load-balancing loss l_aux is computed when asked for (a column
+// sum of the gates in double: within the reduction bound of the CPU's), and its gradient term in
+// the backward matches the CPU's bit for bit.
 #pragma once
 
 #include <cstddef>
@@ -26,14 +28,20 @@ struct RouterOutput {
   std::int64_t* exp_counts;   // (E) choices requested per expert, before drops
   std::int64_t* kept_counts;  // (E) choices kept per expert
   std::int64_t* row_offsets;  // (E + 1) expert e's rows are [row_offsets[e], row_offsets[e+1])
-  std::int64_t* choice_row;   // (S, k) row of each choice in the expert-major buffer, −1 if dropped
-  std::int64_t* row_token;    // (S·k) token of each row (rows past row_offsets[E] are untouched)
+  std::int64_t* choice_row;  // (S, k) row of each choice in the expert-major buffer, −1 if dropped
+  std::int64_t* row_token;   // (S·k) token of each row (rows past row_offsets[E] are untouched)
+  // Optional (null: not computed). l_aux = Σ_e colsum(gates)[e] · coef · aux_counts[e] / S², with
+  // aux_counts the choices per expert that l_aux counts (all of them for top-1 and top-k, first
+  // choices only for top-2) and coef = E (top-1, top-2) or E / k (top-k), as cpu::*_gating. The
+  // backward takes aux_counts back to add grad_l_aux · ∂l_aux/∂gates.
+  float* l_aux = nullptr;              // () scalar
+  std::int64_t* aux_counts = nullptr;  // (E); needed whenever l_aux is asked for
 };
 
 struct RouterConfig {
   cpu::GatingRule rule = cpu::GatingRule::topk;
   std::int64_t tokens = 0, experts = 0, k = 1;
-  std::int64_t capacity = -1;  // < 0: dropless
+  std::int64_t capacity = -1;                            // < 0: dropless
   cpu::DropPolicy drop_policy = cpu::DropPolicy::probs;  // top-k only
 };
 
@@ -50,5 +58,11 @@ void route(const RouterConfig& config, const float* logits, const float* gumbel,
 void router_backward(cpu::GatingRule rule, const float* gates, const std::int64_t* expert,
                      const std::int64_t* slot, const float* grad_weight, std::int64_t tokens,
                      std::int64_t experts, std::int64_t k, float* grad_logits, void* stream);
+// The same plus grad_l_aux · ∂l_aux/∂logits (cpu::gating_backward in full); aux_counts (device,
+// (E)) is what route() wrote to RouterOutput::aux_counts.
+void router_backward(cpu::GatingRule rule, const float* gates, const std::int64_t* expert,
+                     const std::int64_t* slot, const float* grad_weight, float grad_l_aux,
+                     const std::int64_t* aux_counts, std::int64_t tokens, std::int64_t experts,
+                     std::int64_t k, float* grad_logits, void* stream);
 
 }  // namespace troupe::cuda

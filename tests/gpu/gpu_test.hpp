@@ -18,6 +18,7 @@
 
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda_device.hpp"
+#include "memory/dtype.hpp"
 
 namespace gpu_test {
 
@@ -26,22 +27,22 @@ inline int& failures() {
   return n;
 }
 
-#define GPU_CHECK(cond)                                                              \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
-      std::printf("  FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond);                \
-      ++::gpu_test::failures();                                                      \
-    }                                                                                \
+#define GPU_CHECK(cond)                                               \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      std::printf("  FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+      ++::gpu_test::failures();                                       \
+    }                                                                 \
   } while (0)
 
-#define GPU_CHECK_MSG(cond, ...)                                                     \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
-      std::printf("  FAILED %s:%d: %s: ", __FILE__, __LINE__, #cond);                \
-      std::printf(__VA_ARGS__);                                                      \
-      std::printf("\n");                                                             \
-      ++::gpu_test::failures();                                                      \
-    }                                                                                \
+#define GPU_CHECK_MSG(cond, ...)                                      \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      std::printf("  FAILED %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+      std::printf(__VA_ARGS__);                                       \
+      std::printf("\n");                                              \
+      ++::gpu_test::failures();                                       \
+    }                                                                 \
   } while (0)
 
 using Case = std::pair<const char*, std::function<void()>>;
@@ -83,7 +84,8 @@ class DeviceBuffer {
   T* get() const { return static_cast<T*>(ptr_); }
   std::size_t size() const { return n_; }
   void upload(const std::vector<T>& host) {
-    TROUPE_CUDA_CHECK(cudaMemcpy(ptr_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+    TROUPE_CUDA_CHECK(
+        cudaMemcpy(ptr_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
   }
   std::vector<T> download() const {
     TROUPE_CUDA_CHECK(cudaDeviceSynchronize());
@@ -135,6 +137,31 @@ inline double normalized_mse(const std::vector<float>& ref, const std::vector<fl
   }
   if (std::isnan(num)) return INFINITY;
   return den == 0.0 ? num : num / den;
+}
+
+// Normalised-mse bound for an fp32 reduction of length k (a GEMM's dot products, a row sum). A
+// length-k float sum errs by at most k·ε·Σ|termᵢ| (ε = 2^-24) in any order (a tree's factor is only
+// log2 k); for zero-mean random terms Σ|termᵢ| is about √k times the rms of the result, so each
+// side has a relative rms error below k^1.5·ε, and the two sides' errors add: (2·k^1.5·ε)².
+inline double reduction_bound(double k) {
+  const double e = std::pow(k, 1.5) * std::ldexp(1.0, -24);
+  return 4.0 * e * e;
+}
+
+// bf16 round trips through memory/dtype.hpp's scalar conversions (the CPU's rounding).
+inline std::vector<std::uint16_t> to_bf16(const std::vector<float>& v) {
+  std::vector<std::uint16_t> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = troupe::f32_to_bf16_bits(v[i]);
+  return out;
+}
+inline std::vector<float> from_bf16(const std::vector<std::uint16_t>& v) {
+  std::vector<float> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = troupe::bf16_bits_to_f32(v[i]);
+  return out;
+}
+// v rounded to bf16 and back: what both sides compute on in a bf16 test.
+inline std::vector<float> round_bf16(const std::vector<float>& v) {
+  return from_bf16(to_bf16(v));
 }
 
 // Distance in units in the last place between two finite floats of the same sign region.

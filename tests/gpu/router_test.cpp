@@ -60,7 +60,7 @@ void run_case(const Case& tc) {
   std::vector<float> gates(S * E), weight(S * k);
   std::vector<std::int64_t> expert(S * k), slot(S * k), exp_counts(E), kept_counts(E);
   float l_aux = 0.0f;
-  const cpu::GatingOutput out{gates.data(), expert.data(), weight.data(), slot.data(),
+  const cpu::GatingOutput out{gates.data(),      expert.data(),      weight.data(), slot.data(),
                               exp_counts.data(), kept_counts.data(), &l_aux};
   const float* g_ptr = gumbel.empty() ? nullptr : gumbel.data();
   if (tc.rule == cpu::GatingRule::top1)
@@ -80,10 +80,13 @@ void run_case(const Case& tc) {
   DeviceBuffer<std::int64_t> d_expert(S * k), d_slot(S * k), d_exp(E), d_kept(E), d_off(E + 1),
       d_choice_row(S * k), d_row_token(S * k);
   DeviceBuffer<char> ws(cuda::router_workspace_bytes(S, k));
+  DeviceBuffer<float> d_l_aux(1);
+  DeviceBuffer<std::int64_t> d_aux_counts(E);
   cuda::RouterConfig cfg{tc.rule, S, E, k, tc.capacity, tc.policy};
-  const cuda::RouterOutput dout{d_gates.get(), d_expert.get(), d_weight.get(), d_slot.get(),
-                                d_exp.get(),   d_kept.get(),   d_off.get(),    d_choice_row.get(),
-                                d_row_token.get()};
+  const cuda::RouterOutput dout{d_gates.get(), d_expert.get(),     d_weight.get(),
+                                d_slot.get(),  d_exp.get(),        d_kept.get(),
+                                d_off.get(),   d_choice_row.get(), d_row_token.get(),
+                                d_l_aux.get(), d_aux_counts.get()};
   cuda::route(cfg, dlogits.get(), gumbel.empty() ? nullptr : dgumbel.get(),
               priority.empty() ? nullptr : dprio.get(), ws.get(), dout, nullptr);
 
@@ -119,16 +122,29 @@ void run_case(const Case& tc) {
               static_cast<long long>(tc.capacity), static_cast<long long>(dropped),
               static_cast<long long>(S * k));
 
-  // Backward from the CPU's gates: bit for bit.
+  // l_aux: a column sum over S tokens of the gates (a reduction, in double on both sides): within
+  // gpu_test::reduction_bound(S); in practice the same float.
+  const double e_aux = gpu_test::normalized_mse({l_aux}, d_l_aux.download());
+  GPU_CHECK_MSG(e_aux <= gpu_test::reduction_bound(static_cast<double>(S)),
+                "l_aux cpu %.9g gpu %.9g", l_aux, d_l_aux.download()[0]);
+
+  // Backward from the CPU's gates: bit for bit, without and with the l_aux term.
   const auto grad_weight = gpu_test::random_floats(S * k, rng);
-  std::vector<float> grad_logits(S * E);
-  cpu::gating_backward(tc.rule, gates.data(), expert.data(), slot.data(), grad_weight.data(), 0.0f,
-                       S, E, k, grad_logits.data());
   DeviceBuffer<float> d_cpu_gates(gates), d_gw(grad_weight), d_grad(S * E);
   DeviceBuffer<std::int64_t> d_cpu_expert(expert), d_cpu_slot(slot);
-  cuda::router_backward(tc.rule, d_cpu_gates.get(), d_cpu_expert.get(), d_cpu_slot.get(),
-                        d_gw.get(), S, E, k, d_grad.get(), nullptr);
-  GPU_CHECK(gpu_test::bit_mismatches(d_grad.download(), grad_logits, "grad_logits") == 0);
+  for (const float grad_l_aux : {0.0f, 0.75f}) {
+    std::vector<float> grad_logits(S * E);
+    cpu::gating_backward(tc.rule, gates.data(), expert.data(), slot.data(), grad_weight.data(),
+                         grad_l_aux, S, E, k, grad_logits.data());
+    if (grad_l_aux == 0.0f)
+      cuda::router_backward(tc.rule, d_cpu_gates.get(), d_cpu_expert.get(), d_cpu_slot.get(),
+                            d_gw.get(), S, E, k, d_grad.get(), nullptr);
+    else
+      cuda::router_backward(tc.rule, d_cpu_gates.get(), d_cpu_expert.get(), d_cpu_slot.get(),
+                            d_gw.get(), grad_l_aux, d_aux_counts.get(), S, E, k, d_grad.get(),
+                            nullptr);
+    GPU_CHECK(gpu_test::bit_mismatches(d_grad.download(), grad_logits, "grad_logits") == 0);
+  }
 }
 
 }  // namespace
@@ -139,15 +155,18 @@ int main() {
   std::vector<gpu_test::Case> cases;
   auto add = [&](const char* name, Case c) { cases.push_back({name, [c] { run_case(c); }}); };
   add("top-1 dropless", {R::top1, 1000, 16, 1, -1, false, false, false});
-  add("top-1 RSample noise, RTS, capacity 40 (drops)", {R::top1, 1000, 16, 1, 40, true, true, false});
-  add("top-1 ties, RTS priorities with ties, capacity 50", {R::top1, 777, 8, 1, 50, false, true, true});
+  add("top-1 RSample noise, RTS, capacity 40 (drops)",
+      {R::top1, 1000, 16, 1, 40, true, true, false});
+  add("top-1 ties, RTS priorities with ties, capacity 50",
+      {R::top1, 777, 8, 1, 50, false, true, true});
   add("top-1 no RTS, position drops, capacity 63", {R::top1, 1000, 16, 1, 63, false, false, false});
   add("top-1 capacity exactly hit (C = max count)", {R::top1, 64, 1, 1, 64, false, true, false});
   add("top-2 Gumbel second expert, capacity 100", {R::top2, 1000, 16, 2, 100, true, false, false});
   add("top-2 ties, no sampling, dropless", {R::top2, 999, 8, 2, -1, false, false, true});
   add("top-2 ties, rounded Gumbel, capacity 180", {R::top2, 999, 8, 2, 180, true, false, true});
   add("top-6 of 64, probs policy, capacity 100", {R::topk, 2000, 64, 6, 100, false, false, false});
-  add("top-6 of 64 dropless (an expert may get 0 tokens)", {R::topk, 300, 64, 6, -1, false, false, false});
+  add("top-6 of 64 dropless (an expert may get 0 tokens)",
+      {R::topk, 300, 64, 6, -1, false, false, false});
   add("top-3 ties, probs policy, capacity 120", {R::topk, 1001, 8, 3, 120, false, false, true});
   add("top-3 ties, position policy, capacity 120",
       {R::topk, 1001, 8, 3, 120, false, false, true, P::position});

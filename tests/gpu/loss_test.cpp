@@ -1,0 +1,90 @@
+// Softmax cross-entropy and count_correct on the GPU against the CPU twins (kernels/loss.hpp).
+// Tolerances:
+//   - probs: each is exp(x − max) / Σ, the sum a reduction of length `classes`: normalised mse
+//     within gpu_test::reduction_bound(classes) (k·ε, derived in gpu_test.hpp).
+//   - the loss: per row max − x[t] + log Σ, so the sum's relative error becomes an absolute error
+//     of the same size in each row's term; the same bound on the scalar's normalised error.
+//   - dlogits: bit for bit (fed the CPU's probs: one product and one subtraction per element).
+//   - count_correct: exact (ties at the maximum go to the lowest index on both sides).
+// Shapes: one class, a width below the block, one above it and not a multiple of it; rows with
+// tied maxima and a confidently wrong row (logit gap 200: −log p would underflow).
+#include <cmath>
+
+#include "gpu/gpu_test.hpp"
+#include "kernels/cuda/loss.hpp"
+#include "kernels/loss.hpp"
+
+using namespace troupe;
+using gpu_test::DeviceBuffer;
+
+namespace {
+
+void matches(std::int64_t rows, std::int64_t classes) {
+  std::mt19937_64 rng(static_cast<std::uint64_t>(rows * 1000 + classes));
+  auto logits = gpu_test::random_floats(rows * classes, rng, 3.0f);
+  std::vector<std::int32_t> targets(rows);
+  for (auto& t : targets) t = static_cast<std::int32_t>(rng() % classes);
+  if (rows > 2 && classes > 3) {
+    for (std::int64_t c = 0; c < classes; ++c) logits[c] = c % 3 == 1 ? 5.0f : 0.0f;  // ties
+    logits[classes + targets[1]] = -100.0f;
+    logits[classes + (targets[1] + 1) % classes] = 100.0f;  // confidently wrong
+  }
+  std::vector<float> probs(rows * classes), dlogits(rows * classes);
+  const float loss =
+      cpu::cross_entropy_forward(logits.data(), targets.data(), probs.data(), rows, classes);
+  const float scale = rows ? 1.0f / static_cast<float>(rows) : 1.0f;
+  cpu::cross_entropy_backward(probs.data(), targets.data(), dlogits.data(), rows, classes, scale);
+  const std::int64_t correct = cpu::count_correct(logits.data(), targets.data(), rows, classes);
+
+  DeviceBuffer<float> d_logits(logits), d_probs(rows * classes), d_loss(1),
+      d_dlogits(rows * classes);
+  DeviceBuffer<std::int32_t> d_targets(targets);
+  DeviceBuffer<std::int64_t> d_correct(1);
+  DeviceBuffer<char> workspace(cuda::cross_entropy_workspace_bytes(rows));
+  cuda::cross_entropy_forward(d_logits.get(), d_targets.get(), d_probs.get(), d_loss.get(), rows,
+                              classes, workspace.get(), nullptr);
+  cuda::count_correct(d_logits.get(), d_targets.get(), rows, classes, d_correct.get(), nullptr);
+  const double bound = gpu_test::reduction_bound(static_cast<double>(classes));
+  const double e_probs = gpu_test::normalized_mse(probs, d_probs.download());
+  const double e_loss = gpu_test::normalized_mse({loss}, d_loss.download());
+  GPU_CHECK_MSG(e_probs <= bound, "rows=%lld classes=%lld probs %g > %g",
+                static_cast<long long>(rows), static_cast<long long>(classes), e_probs, bound);
+  GPU_CHECK_MSG(e_loss <= bound, "rows=%lld classes=%lld loss cpu %.9g gpu %.9g",
+                static_cast<long long>(rows), static_cast<long long>(classes), loss,
+                d_loss.download()[0]);
+  GPU_CHECK_MSG(std::isfinite(d_loss.download()[0]), "loss not finite");
+  GPU_CHECK_MSG(d_correct.download()[0] == correct, "count_correct gpu %lld cpu %lld",
+                static_cast<long long>(d_correct.download()[0]), static_cast<long long>(correct));
+  d_probs.upload(probs);
+  cuda::cross_entropy_backward(d_probs.get(), d_targets.get(), d_dlogits.get(), rows, classes,
+                               scale, nullptr);
+  GPU_CHECK(gpu_test::bit_mismatches(d_dlogits.download(), dlogits, "dlogits") == 0);
+}
+
+void bad_target_is_nan() {
+  const std::vector<float> logits = {0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f};
+  DeviceBuffer<float> d_logits(logits), d_probs(6), d_loss(1), d_dlogits(6);
+  DeviceBuffer<std::int32_t> d_targets(std::vector<std::int32_t>{1, 3});  // 3 ≥ classes
+  DeviceBuffer<char> workspace(cuda::cross_entropy_workspace_bytes(2));
+  cuda::cross_entropy_forward(d_logits.get(), d_targets.get(), d_probs.get(), d_loss.get(), 2, 3,
+                              workspace.get(), nullptr);
+  cuda::cross_entropy_backward(d_probs.get(), d_targets.get(), d_dlogits.get(), 2, 3, 0.5f,
+                               nullptr);
+  GPU_CHECK(std::isnan(d_loss.download()[0]));
+  const auto d = d_dlogits.download();
+  GPU_CHECK(std::isfinite(d[0]) && std::isnan(d[3]) && std::isnan(d[5]));
+}
+
+}  // namespace
+
+int main() {
+  return gpu_test::run({
+      {"cross-entropy: 1 class", [] { matches(17, 1); }},
+      {"cross-entropy: 10 classes, ties and a confidently wrong row", [] { matches(64, 10); }},
+      {"cross-entropy: 1001 classes", [] { matches(33, 1001); }},
+      {"cross-entropy: 50257 classes", [] { matches(4, 50257); }},
+      {"cross-entropy: no rows (loss 0)", [] { matches(0, 7); }},
+      {"cross-entropy: a target outside [0, classes) gives NaN, no stray access",
+       bad_target_is_nan},
+  });
+}
