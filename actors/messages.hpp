@@ -221,8 +221,9 @@ struct set_position {
 // ---- optimizer
 // -----------------------------------------------------------------------------------
 
-// Trainer → optimizer partition: the step's gradients are complete; `gradients` are views of
-// the partition's gradient bucket (one handle per parameter slice). Reply: Σ g² (double).
+// Trainer → optimizer partition, before optimizer_step and only when clipping needs the global
+// norm first: the step's gradients are complete; `gradients` are views of the partition's
+// gradient bucket (one handle per parameter slice). Reply: Σ g² (double).
 struct gradient_bucket {
   std::int64_t step = 0;
   std::vector<TensorHandle> gradients;
@@ -233,17 +234,21 @@ struct grad_norm_reply {
   double squared_norm = 0.0;
 };
 
-// Trainer → optimizer partition: apply Adam / AdamW with this learning rate, gradients multiplied
-// by grad_scale (clipping). Reply: optimizer_done.
+// Trainer → optimizer partition: apply Adam / AdamW with this learning rate to the gradients in
+// `gradients` (the partition's bucket), multiplied by grad_scale (clipping). Without clipping this
+// is the step's only round trip to the partitions: the reply carries Σ g² of the gradients as
+// they were, for the logged gradient norm.
 struct optimizer_step {
   std::int64_t step = 0;
   float lr = 0.0f;
   float grad_scale = 1.0f;
+  std::vector<TensorHandle> gradients;
   TraceStamp stamp;
 };
 struct optimizer_done {
   std::int64_t partition = 0;
   std::int64_t step = 0;
+  double squared_norm = 0.0;  // Σ g² before the update, before grad_scale
 };
 
 // Optimizer partition → offload manager (ZeRO-Offload): run this partition's step on host
@@ -362,8 +367,8 @@ TROUPE_INSPECT(data_position, x.epoch, x.index)
 TROUPE_INSPECT(set_position, x.position)
 TROUPE_INSPECT(gradient_bucket, x.step, x.gradients, x.stamp)
 TROUPE_INSPECT(grad_norm_reply, x.partition, x.squared_norm)
-TROUPE_INSPECT(optimizer_step, x.step, x.lr, x.grad_scale, x.stamp)
-TROUPE_INSPECT(optimizer_done, x.partition, x.step)
+TROUPE_INSPECT(optimizer_step, x.step, x.lr, x.grad_scale, x.gradients, x.stamp)
+TROUPE_INSPECT(optimizer_done, x.partition, x.step, x.squared_norm)
 TROUPE_INSPECT(offload_step, x.partition, x.step, x.lr, x.grad_scale, x.stamp)
 TROUPE_INSPECT(set_optimizer_state, x.names, x.tensors)
 TROUPE_INSPECT(optimizer_state, x.names, x.tensors)

@@ -26,8 +26,10 @@ caf::behavior offload_behavior(caf::event_based_actor*, Partitions partitions, A
         auto span = ctx.span("cpu_adam", "optimizer");
         AdamParams step_hp = hp;
         step_hp.lr = msg.lr;
-        lookup(partitions, msg.partition).apply(step_hp, msg.step, msg.grad_scale);
-        return optimizer_done{msg.partition, msg.step};
+        auto& partition = lookup(partitions, msg.partition);
+        const double squared = partition.grad_squared_norm();
+        partition.apply(step_hp, msg.step, msg.grad_scale);
+        return optimizer_done{msg.partition, msg.step, squared};
       },
       [=](get_optimizer_state, std::int64_t partition) {
         return partition_state(lookup(partitions, partition));

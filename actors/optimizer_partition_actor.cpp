@@ -62,10 +62,11 @@ caf::behavior partition_behavior(caf::event_based_actor* self,
               self, offload,
               offload_step{partition->index(), msg.step, msg.lr, msg.grad_scale, ctx.stamp()});
         auto span = ctx.span("adam", "optimizer");
+        const double squared = partition->grad_squared_norm();
         AdamParams step_hp = hp;
         step_hp.lr = msg.lr;
         partition->apply(step_hp, msg.step, msg.grad_scale);
-        return optimizer_done{partition->index(), msg.step};
+        return optimizer_done{partition->index(), msg.step, squared};
       },
       [=](get_optimizer_state) -> caf::result<optimizer_state> {
         if (offload)

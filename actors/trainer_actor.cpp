@@ -38,6 +38,9 @@ struct TrainerState {
   std::int64_t interval_samples = 0;
   std::ofstream metrics;
   float last_loss = 0.0f;
+  // The next step's batches, requested while the optimizer ran (empty until they arrive).
+  std::shared_ptr<std::optional<batches_reply>> prefetched;
+  bool waiting_for_prefetch = false;
 };
 
 using Self = caf::stateful_actor<TrainerState>*;
@@ -89,6 +92,7 @@ void ask_all_partitions(Self self, Make make, Done done) {
 }
 
 void train_step(Self self);
+void run_training_step(Self self, batches_reply reply);
 
 // Streams the evaluation split through the scheduler; `max_batches` = 0 means the whole split.
 void evaluate(Self self, std::int64_t max_batches, std::function<void(const EvalTotals&)> done) {
@@ -266,7 +270,58 @@ void report_step(Self self, const step_result& result, float lr, double grad_nor
   write_metrics(self, line);
 }
 
+// Asks the data actor for the next step's batches while the optimizer runs, unless a checkpoint
+// comes first (it records the data position, which must not include batches not yet trained on)
+// or this was the last step.
+void prefetch_batches(Self self) {
+  auto& st = self->state;
+  const std::int64_t next = st.step + 2;  // the step after the one being optimized
+  const bool checkpoint_due = !st.opt.checkpoint_dir.empty() && st.opt.checkpoint_interval > 0 &&
+                              (st.step + 1) % st.opt.checkpoint_interval == 0;
+  if (next > st.opt.total_steps || checkpoint_due) return;
+  auto slot = std::make_shared<std::optional<batches_reply>>();
+  st.prefetched = slot;
+  self->request(st.links.data, caf::infinite, next_batches{st.opt.micro_batches_per_step, false})
+      .then(
+          [self, slot](batches_reply& reply) {
+            auto& st = self->state;
+            *slot = std::move(reply);
+            if (st.waiting_for_prefetch && st.prefetched == slot) {
+              st.waiting_for_prefetch = false;
+              st.prefetched.reset();
+              run_training_step(self, std::move(**slot));
+            }
+          },
+          [self](caf::error& err) { fail(self, err); });
+}
+
+void apply_optimizer(Self self, step_result result, float scale) {
+  const float lr = self->state.opt.learning_rate(self->state.step + 1);
+  prefetch_batches(self);
+  ask_all_partitions<optimizer_done>(
+      self,
+      [self, lr, scale](std::size_t i) {
+        auto& st = self->state;
+        return optimizer_step{st.step + 1, lr, scale, st.links.gradient_buckets.at(i),
+                              st.ctx.stamp()};
+      },
+      [self, result, lr](std::vector<optimizer_done>& done) {
+        auto& st = self->state;
+        double squared = 0.0;
+        for (const auto& d : done) squared += d.squared_norm;  // partition order: deterministic
+        ++st.step;
+        report_step(self, result, lr, std::sqrt(squared));
+        after_step(self);
+      });
+}
+
 void optimize(Self self, step_result result) {
+  auto& st = self->state;
+  if (st.opt.gradient_clipping <= 0.0f) {
+    apply_optimizer(self, std::move(result), 1.0f);  // one round trip
+    return;
+  }
+  // Clipping needs the global norm before any partition may update.
   ask_all_partitions<grad_norm_reply>(
       self,
       [self](std::size_t i) {
@@ -274,39 +329,37 @@ void optimize(Self self, step_result result) {
         return gradient_bucket{st.step + 1, st.links.gradient_buckets.at(i), st.ctx.stamp()};
       },
       [self, result](std::vector<grad_norm_reply>& norms) {
-        auto& st = self->state;
         double squared = 0.0;
         for (const auto& n : norms) squared += n.squared_norm;  // partition order: deterministic
-        const double norm = std::sqrt(squared);
-        const float scale = clip_coefficient(norm, st.opt.gradient_clipping);
-        const float lr = st.opt.learning_rate(st.step + 1);
-        ask_all_partitions<optimizer_done>(
-            self,
-            [self, lr, scale](std::size_t) {
-              auto& st = self->state;
-              return optimizer_step{st.step + 1, lr, scale, st.ctx.stamp()};
-            },
-            [self, result, lr, norm](std::vector<optimizer_done>&) {
-              auto& st = self->state;
-              ++st.step;
-              report_step(self, result, lr, norm);
-              after_step(self);
-            });
+        apply_optimizer(self, result,
+                        clip_coefficient(std::sqrt(squared), self->state.opt.gradient_clipping));
       });
+}
+
+void run_training_step(Self self, batches_reply reply) {
+  auto& st = self->state;
+  self->request(st.links.scheduler, caf::infinite,
+                run_step{st.step + 1, true, std::move(reply.batches)})
+      .then([self](step_result& result) { optimize(self, std::move(result)); },
+            [self](caf::error& err) { fail(self, err); });
 }
 
 void train_step(Self self) {
   auto& st = self->state;
+  if (st.prefetched && st.prefetched->has_value()) {
+    auto prefetched = std::move(st.prefetched);
+    run_training_step(self, std::move(**prefetched));
+    return;
+  }
+  if (st.prefetched) {
+    // Still in flight: its reply handler continues the step (asking again would skip a step's
+    // batches).
+    st.waiting_for_prefetch = true;
+    return;
+  }
   self->request(st.links.data, caf::infinite, next_batches{st.opt.micro_batches_per_step, false})
-      .then(
-          [self](batches_reply& reply) {
-            auto& st = self->state;
-            self->request(st.links.scheduler, caf::infinite,
-                          run_step{st.step + 1, true, std::move(reply.batches)})
-                .then([self](step_result& result) { optimize(self, std::move(result)); },
-                      [self](caf::error& err) { fail(self, err); });
-          },
-          [self](caf::error& err) { fail(self, err); });
+      .then([self](batches_reply& reply) { run_training_step(self, std::move(reply)); },
+            [self](caf::error& err) { fail(self, err); });
 }
 
 caf::behavior trainer_behavior(caf::stateful_actor<TrainerState>* self,
