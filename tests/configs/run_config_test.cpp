@@ -741,7 +741,7 @@ TEST_CASE("the loader follows every row of the table; a valid key is never calle
   }
 }
 
-TEST_CASE("--deepspeed_config: DeepSpeed sections from their own file", "[configs]") {
+TEST_CASE("deepspeed_config file: DeepSpeed sections from their own file", "[configs]") {
   json troupe_part = minimal();
   json deepspeed_part;
   for (auto key : {"train_batch_size", "optimizer"}) {
