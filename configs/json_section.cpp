@@ -311,7 +311,11 @@ void JsonSection::finish() const {
     std::string message = "unknown key";
     const std::string* best = nullptr;
     std::size_t best_distance = 0;
-    for (const auto& candidate : known_) {
+    // Suggestions come from every key this object takes, listed or not; the list shown below
+    // keeps to the listed ones so that it stays short.
+    std::vector<std::string> candidates = known_;
+    candidates.insert(candidates.end(), unlisted_.begin(), unlisted_.end());
+    for (const auto& candidate : candidates) {
       const std::size_t d = edit_distance(key, candidate);
       if (!best || d < best_distance) {
         best = &candidate;

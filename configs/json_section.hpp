@@ -36,6 +36,8 @@ class JsonSection {
   std::string key_path(std::string_view key) const;
 
   bool contains(std::string_view key);
+  // Whether a parser has asked for `key` (listed or not): such a key is never called unknown.
+  bool is_known(std::string_view key) const;
   // The raw value at `key` (nullptr when absent), for checks the typed readers cannot express.
   const nlohmann::json* get(std::string_view key) { return find(key); }
   // Like get(), but the key is left out of the "known keys here" list and of suggestions: for keys
@@ -88,7 +90,6 @@ class JsonSection {
  private:
   const nlohmann::json* lookup(std::string_view key) const;  // no bookkeeping
   const nlohmann::json* find(std::string_view key);          // marks `key` known
-  bool is_known(std::string_view key) const;
   [[noreturn]] void wrong_type(std::string_view key, const std::string& expected) const;
   [[noreturn]] void missing(std::string_view key, const std::string& expected) const;
 

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "configs/deepspeed_keys.hpp"
 #include "configs/json_section.hpp"
 
 namespace troupe {
@@ -25,56 +26,12 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 [[noreturn]] void not_implemented(const JsonSection& section, std::string_view key,
                                   const std::string& area, const std::string& instead) {
-  section.fail(key, "valid DeepSpeed, but not implemented yet in troupe (issue area: " + area +
-                        "); " + instead);
-}
-
-// DeepSpeed features (top-level sections) troupe does not have. An explicitly disabled one
-// (false, {"enabled": false}, {"device": "none"}) is harmless and accepted.
-struct Unsupported {
-  std::string_view key;
-  std::string_view area;
-};
-constexpr Unsupported kUnsupportedTopLevel[] = {
-    {"amp", "mixed precision (Apex AMP)"},
-    {"bfloat16", "mixed precision (bf16)"},
-    {"activation_checkpointing", "activation checkpointing"},
-    {"sparse_attention", "sparse attention"},
-    {"pipeline", "pipeline parallelism"},
-    {"flops_profiler", "profiling (runtime.trace_file records a Chrome trace instead)"},
-    {"comms_logger", "tracing (runtime.trace_file records a Chrome trace instead)"},
-    {"tensorboard", "monitoring (runtime.metrics_file writes JSON lines instead)"},
-    {"wandb", "monitoring (runtime.metrics_file writes JSON lines instead)"},
-    {"csv_monitor", "monitoring (runtime.metrics_file writes JSON lines instead)"},
-    {"elasticity", "elastic training"},
-    {"autotuning", "autotuning"},
-    {"data_efficiency", "data efficiency (curriculum learning, data routing)"},
-    {"curriculum_learning", "data efficiency (curriculum learning)"},
-    {"compression_training", "compression"},
-    {"aio", "NVMe offload (ZeRO-Infinity)"},
-    {"checkpoint", "DeepSpeed checkpoint options (use runtime.checkpoint)"},
-    {"communication_data_type", "reduced-precision communication"},
-    {"zero_allow_untested_optimizer", "client optimizers (troupe runs Adam / AdamW)"},
-};
-
-bool is_disabled(const nlohmann::json& value) {
-  if (value.is_boolean()) return !value.get<bool>();
-  if (!value.is_object()) return false;
-  auto enabled = value.find("enabled");
-  if (enabled != value.end()) return enabled->is_boolean() && !enabled->get<bool>();
-  auto device = value.find("device");
-  return device != value.end() && device->is_string() && device->get<std::string>() == "none";
-}
-
-void reject_if_enabled(JsonSection& section, std::string_view key, const std::string& area,
-                       const std::string& instead) {
-  const nlohmann::json* value = section.get_unlisted(key);
-  if (value && !is_disabled(*value)) not_implemented(section, key, area, instead);
+  section.fail(key, "valid DeepSpeed, but not implemented yet in troupe: " + area + "; " + instead);
 }
 
 // ---- DeepSpeed sections -------------------------------------------------------------------------
 
-OptimizerSection parse_optimizer(JsonSection& root) {
+OptimizerSection parse_optimizer(JsonSection& root, std::int64_t world_size) {
   JsonSection section = root.required_section(
       "optimizer",
       "{\"type\": \"Adam\", \"params\": {\"lr\": 0.001}} (troupe has no client-side "
@@ -108,15 +65,16 @@ OptimizerSection parse_optimizer(JsonSection& root) {
         "adam_w_mode",
         "false contradicts type \"AdamW\" (DeepSpeed ignores it and runs AdamW); remove it, "
         "or use type \"Adam\" for L2-style weight decay");
-  params.forbid("max_grad_norm",
-                "is not an optimizer parameter in DeepSpeed: use the top-level gradient_clipping");
+  apply_key_rules(params, "optimizer.params", world_size);
   params.finish();
+  apply_key_rules(section, "optimizer", world_size);
   section.finish();
   return out;
 }
 
 std::optional<SchedulerSection> parse_scheduler(JsonSection& root,
-                                                const OptimizerSection& optimizer) {
+                                                const OptimizerSection& optimizer,
+                                                std::int64_t world_size) {
   auto section = root.section("scheduler");
   if (!section) return std::nullopt;
   const std::string raw_type = section->string("type", "");
@@ -149,52 +107,35 @@ std::optional<SchedulerSection> parse_scheduler(JsonSection& root,
     } else {
       params->forbid("total_num_steps", "only WarmupDecayLR takes total_num_steps");
     }
+    apply_key_rules(*params, "scheduler.params", world_size);
     params->finish();
   }
+  apply_key_rules(*section, "scheduler", world_size);
   section->finish();
   return out;
 }
 
-FP16Section parse_fp16(JsonSection& root) {
+// fp16 and bf16 are refused when enabled; every other key of theirs is then a no-op (the table
+// says why), so the table alone decides these sections.
+FP16Section parse_fp16(JsonSection& root, std::int64_t world_size) {
   FP16Section out;
-  auto section = root.section("fp16");
-  if (!section) return out;
-  out.enabled = section->boolean("enabled", out.enabled);
-  out.auto_cast = section->boolean("auto_cast", out.auto_cast);
-  out.loss_scale = section->number("loss_scale", out.loss_scale, 0.0, kInf);
-  out.initial_scale_power = section->integer("initial_scale_power", out.initial_scale_power, 0, 63);
-  out.loss_scale_window = section->integer("loss_scale_window", out.loss_scale_window, 1);
-  out.hysteresis = section->integer("hysteresis", out.hysteresis, 1);
-  out.consecutive_hysteresis =
-      section->boolean("consecutive_hysteresis", out.consecutive_hysteresis);
-  out.min_loss_scale = section->number("min_loss_scale", out.min_loss_scale, 0.0, kInf, true);
-  out.fp16_master_weights_and_grads =
-      section->boolean("fp16_master_weights_and_grads", out.fp16_master_weights_and_grads);
-  section->finish();
-  if (out.enabled)
-    not_implemented(*section, "enabled", "mixed precision: fp16 with dynamic loss scaling",
-                    "set it to false: troupe trains in fp32");
-  if (out.fp16_master_weights_and_grads)
-    not_implemented(*section, "fp16_master_weights_and_grads",
-                    "ZeRO-Offload with fp16 master weights and gradients (DeepSpeed requires fp16, "
-                    "ZeRO stage 2 and offload_optimizer.device \"cpu\")",
-                    "set it to false");
+  if (auto section = root.section("fp16")) {
+    apply_key_rules(*section, "fp16", world_size);
+    section->finish();
+  }
   return out;
 }
 
-BF16Section parse_bf16(JsonSection& root) {
+BF16Section parse_bf16(JsonSection& root, std::int64_t world_size) {
   BF16Section out;
-  auto section = root.section("bf16");
-  if (!section) return out;
-  out.enabled = section->boolean("enabled", out.enabled);
-  section->finish();
-  if (out.enabled)
-    not_implemented(*section, "enabled", "mixed precision: bf16",
-                    "set it to false: troupe trains in fp32");
+  if (auto section = root.section("bf16")) {
+    apply_key_rules(*section, "bf16", world_size);
+    section->finish();
+  }
   return out;
 }
 
-ZeroSection parse_zero(JsonSection& root) {
+ZeroSection parse_zero(JsonSection& root, std::int64_t world_size) {
   ZeroSection out;
   auto section = root.section("zero_optimization");
   if (!section) return out;
@@ -209,7 +150,7 @@ ZeroSection parse_zero(JsonSection& root) {
       not_implemented(*offload, "device", "NVMe offload (ZeRO-Infinity)",
                       "use \"cpu\" or \"none\"");
     out.offload_optimizer.device = device == "cpu" ? OffloadDevice::cpu : OffloadDevice::none;
-    out.offload_optimizer.pin_memory = offload->boolean("pin_memory", false);
+    apply_key_rules(*offload, "zero_optimization.offload_optimizer", world_size);
     offload->finish();
   }
   // DeepSpeed's deprecated spelling of offload_optimizer.device "cpu" (the seed tutorial uses it).
@@ -222,16 +163,11 @@ ZeroSection parse_zero(JsonSection& root) {
                     "of offload_optimizer.device \"cpu\"): keep only offload_optimizer");
     if (cpu_offload) out.offload_optimizer.device = OffloadDevice::cpu;
   }
-  reject_if_enabled(*section, "offload_param", "ZeRO stage 3 parameter offload",
-                    "remove it (or set its device to \"none\")");
-  out.contiguous_gradients = section->boolean("contiguous_gradients", out.contiguous_gradients);
-  out.overlap_comm = section->boolean("overlap_comm", out.overlap_comm);
-  out.reduce_bucket_size = section->integer("reduce_bucket_size", out.reduce_bucket_size, 1);
-  out.allgather_bucket_size =
-      section->integer("allgather_bucket_size", out.allgather_bucket_size, 1);
-  out.reduce_scatter = section->boolean("reduce_scatter", out.reduce_scatter);
-  out.allgather_partitions = section->boolean("allgather_partitions", out.allgather_partitions);
-  out.elastic_checkpoint = section->boolean("elastic_checkpoint", out.elastic_checkpoint);
+  if (auto offload_param = section->section("offload_param")) {
+    apply_key_rules(*offload_param, "zero_optimization.offload_param", world_size);
+    offload_param->finish();
+  }
+  apply_key_rules(*section, "zero_optimization", world_size);
   section->finish();
   if (out.stage == 0 && out.offload_optimizer.device == OffloadDevice::cpu)
     section->fail("stage",
@@ -509,6 +445,19 @@ void check_expert_layout(JsonSection& root, const RunConfig& config) {
             std::to_string(ep_size) + ")");
 }
 
+// Stage 0 keeps one optimizer state per parameter group; stage 1 partitions each group's state
+// over runtime.optimizer_partitions actors.
+void check_zero_stage(const JsonSection& root, const RunConfig& config) {
+  const std::int64_t partitions = config.runtime.optimizer_partitions;
+  if (config.zero_optimization.stage == 0 && partitions > 1)
+    throw ConfigError(root.source(), "runtime.optimizer_partitions",
+                      "must be 1 with zero_optimization.stage 0 (one optimizer state per parameter "
+                      "group); set zero_optimization.stage to 1 to partition the optimizer state "
+                      "over " +
+                          std::to_string(partitions) + " actors (got " +
+                          std::to_string(partitions) + ")");
+}
+
 std::string run_name(const std::string& source_name) {
   std::string stem = std::filesystem::path(source_name).stem().string();
   return stem.empty() ? "run" : stem;
@@ -559,44 +508,82 @@ RunConfig parse_run_config(const nlohmann::json& document, const std::string& so
   RunConfig config;
   config.name = run_name(source_name);
   config.description = root.string("description", "");
-  for (const auto& entry : kUnsupportedTopLevel)
-    reject_if_enabled(root, entry.key, std::string(entry.area), "remove this section");
-
   config.model = parse_model(root);
   config.data = parse_data(root);
   config.runtime = parse_runtime(root, config.name, config.model);
   resolve_batch_sizes(root, config);
-  config.optimizer = parse_optimizer(root);
-  config.scheduler = parse_scheduler(root, config.optimizer);
+  const std::int64_t world_size = config.runtime.world_size;
+  config.optimizer = parse_optimizer(root, world_size);
+  config.scheduler = parse_scheduler(root, config.optimizer, world_size);
   config.gradient_clipping = root.number("gradient_clipping", 0.0, 0.0, kInf);
   config.steps_per_print = root.integer("steps_per_print", config.steps_per_print, 1);
-  config.wall_clock_breakdown = root.boolean("wall_clock_breakdown", false);
-  config.prescale_gradients = root.boolean("prescale_gradients", false);
-  config.gradient_predivide_factor =
-      root.number("gradient_predivide_factor", 1.0, 0.0, kInf, /*min_exclusive=*/true);
-  config.fp16 = parse_fp16(root);
-  config.bf16 = parse_bf16(root);
-  config.zero_optimization = parse_zero(root);
+  config.fp16 = parse_fp16(root, world_size);
+  config.bf16 = parse_bf16(root, world_size);
+  config.zero_optimization = parse_zero(root, world_size);
+  apply_key_rules(root, "", world_size);
   root.finish();
 
   if (config.runtime.log_interval == 0) config.runtime.log_interval = config.steps_per_print;
   check_model_against_data(root, config);
   check_expert_layout(root, config);
+  check_zero_stage(root, config);
   return config;
 }
 
-RunConfig load_run_config(const std::string& path) {
+namespace {
+
+nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path, "", "cannot open the config file");
   std::ostringstream text;
   text << in.rdbuf();
-  nlohmann::json document;
   try {
-    document = nlohmann::json::parse(text.str(), DuplicateKeyCheck(path));
+    return nlohmann::json::parse(text.str(), DuplicateKeyCheck(path));
   } catch (const nlohmann::json::parse_error& error) {
     throw ConfigError(path, "", std::string("invalid JSON: ") + error.what());
   }
-  return parse_run_config(document, path);
+}
+
+// troupe's own top-level keys: they belong in CONFIG, never in a DeepSpeed config file.
+constexpr std::string_view kTroupeSections[] = {"description", "model", "data", "runtime"};
+
+}  // namespace
+
+RunConfig load_run_config(const std::string& path, const std::string& deepspeed_config_path) {
+  nlohmann::json document = read_json_file(path);
+  if (deepspeed_config_path.empty()) return parse_run_config(document, path);
+
+  const nlohmann::json deepspeed = read_json_file(deepspeed_config_path);
+  if (!document.is_object())
+    throw ConfigError(path, "", "expected a JSON object {...} at the top level");
+  if (!deepspeed.is_object())
+    throw ConfigError(deepspeed_config_path, "", "expected a JSON object {...} at the top level");
+  std::set<std::string> from_deepspeed;
+  for (auto it = deepspeed.begin(); it != deepspeed.end(); ++it) {
+    const std::string& key = it.key();
+    for (auto troupe_key : kTroupeSections)
+      if (key == troupe_key)
+        throw ConfigError(deepspeed_config_path, key,
+                          "is a troupe section, not a DeepSpeed one: put it in " + path);
+    if (document.contains(key))
+      throw ConfigError(deepspeed_config_path, key,
+                        "is set in both " + path + " and " + deepspeed_config_path +
+                            " (--deepspeed_config): keep it in one of them");
+    document[key] = *it;
+    from_deepspeed.insert(key);
+  }
+  // Errors name the file their key came from.
+  try {
+    return parse_run_config(document, path);
+  } catch (const ConfigError& error) {
+    const std::string& key_path = error.key_path();
+    const std::string head = key_path.substr(0, key_path.find_first_of(".["));
+    if (!from_deepspeed.count(head)) throw;
+    const std::string prefix = path + ": " + key_path + ": ";
+    const std::string what = error.what();
+    throw ConfigError(deepspeed_config_path, key_path,
+                      what.rfind(prefix, 0) == 0 ? what.substr(prefix.size()) : what);
+  }
 }
 
 }  // namespace troupe

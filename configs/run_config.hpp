@@ -4,8 +4,10 @@
 // Loading is strict: an unknown key at any level, a wrong type, an out-of-range or inconsistent
 // value each raise one ConfigError naming the key path, the value and what is allowed (DeepSpeed's
 // own loader ignores unknown keys, so a typo like "zero_optimization.stag" silently trains without
-// ZeRO; here it is an error with a suggestion). Valid DeepSpeed features troupe has not implemented
-// yet (fp16, bf16, ZeRO stages 2 and 3, ...) are refused with a message saying so.
+// ZeRO; here it is an error with a suggestion). Every key of the pinned DeepSpeed release in the
+// sections troupe implements has a status in one table (configs/deepspeed_keys.hpp, rendered as
+// docs/CONFIG-KEYS.md): honoured, a harmless no-op, or not implemented yet and refused with a
+// message saying so (fp16, bf16, ZeRO stages 2 and 3, feature sections troupe lacks, ...).
 //
 // The structs hold resolved values: defaults filled in, the batch-size triple completed, model
 // image shape and class count taken from the dataset. Everything here is plain data: the executors
@@ -57,18 +59,10 @@ struct SchedulerSection {
   std::int64_t total_num_steps = 0;  // WarmupDecayLR only (required there)
 };
 
-// Accepted and validated so DeepSpeed configs load; enabled = true is refused (not implemented
-// yet).
+// fp16 and bf16 are refused when enabled (troupe trains in fp32); their other keys are then no-ops
+// (configs/deepspeed_keys.cpp says why), so these sections hold nothing else.
 struct FP16Section {
   bool enabled = false;
-  bool auto_cast = false;
-  double loss_scale = 0.0;  // 0 = dynamic loss scaling
-  std::int64_t initial_scale_power = 16;
-  std::int64_t loss_scale_window = 1000;
-  std::int64_t hysteresis = 2;
-  bool consecutive_hysteresis = false;
-  double min_loss_scale = 1.0;
-  bool fp16_master_weights_and_grads = false;
 };
 
 struct BF16Section {
@@ -80,21 +74,15 @@ enum class OffloadDevice { none, cpu };
 struct OffloadOptimizerSection {
   OffloadDevice device =
       OffloadDevice::none;  // "cpu" = ZeRO-Offload: CPU Adam in the offload manager
-  bool pin_memory = false;
 };
 
-// DeepSpeed's zero_optimization. Stage 0 and 1 are implemented; the bucket and overlap settings are
-// accepted and kept for the executors, which may use them as hints.
+// DeepSpeed's zero_optimization. Stage 0: one optimizer state per parameter group
+// (runtime.optimizer_partitions must be 1); stage 1: each group's state partitioned over
+// runtime.optimizer_partitions actors; stages 2 and 3 are refused. The status of every other key
+// (bucket sizes, overlap_comm, stage-3 settings, ...) is in configs/deepspeed_keys.cpp.
 struct ZeroSection {
   std::int64_t stage = 0;
   OffloadOptimizerSection offload_optimizer;
-  bool contiguous_gradients = true;
-  bool overlap_comm = false;
-  std::int64_t reduce_bucket_size = 500'000'000;
-  std::int64_t allgather_bucket_size = 500'000'000;
-  bool reduce_scatter = true;
-  bool allgather_partitions = true;
-  bool elastic_checkpoint = false;
 };
 
 // ---- model --------------------------------------------------------------------------------------
@@ -188,7 +176,8 @@ struct RuntimeSection {
   std::int64_t world_size = 1;
   std::int64_t pipeline_depth = 2;  // micro-batches in flight
   std::int64_t expert_shards = 2;   // expert shard actors per MoE layer; divides local experts
-  std::int64_t optimizer_partitions = 2;  // optimizer partition actors
+  // Optimizer partition actors per parameter group (ZeRO stage 1); 1 under stage 0.
+  std::int64_t optimizer_partitions = 1;
   ExecutorKind executor = ExecutorKind::actors;
   std::uint64_t seed = 0;          // data order, gate noise, RTS
   std::int64_t epochs = 0;         // exactly one of epochs / train_steps is > 0
@@ -217,9 +206,6 @@ struct RunConfig {
   std::optional<SchedulerSection> scheduler;
   double gradient_clipping = 0.0;  // global-norm clip; 0 = off
   std::int64_t steps_per_print = 10;
-  bool wall_clock_breakdown = false;
-  bool prescale_gradients = false;
-  double gradient_predivide_factor = 1.0;
   FP16Section fp16;
   BF16Section bf16;
   ZeroSection zero_optimization;
@@ -233,8 +219,12 @@ struct RunConfig {
   std::int64_t data_parallel_size() const { return runtime.world_size; }
 };
 
-// Reads and validates a config file; the run's name is the file's stem.
-RunConfig load_run_config(const std::string& path);
+// Reads and validates a config file; the run's name is the file's stem. With a
+// `deepspeed_config_path` (troupe train's --deepspeed_config, DeepSpeed's own flag), the DeepSpeed
+// keys come from that file unchanged and `path` holds troupe's model, data and runtime sections
+// (it may hold DeepSpeed keys too); a top-level key set in both files is an error naming both, and
+// an error about a key from the DeepSpeed file names that file.
+RunConfig load_run_config(const std::string& path, const std::string& deepspeed_config_path = "");
 // Validates an already parsed document; `source_name` prefixes error messages and its stem names
 // the run.
 RunConfig parse_run_config(const nlohmann::json& document, const std::string& source_name);

@@ -1,13 +1,16 @@
 // The `troupe` command: train a config, summarize a trace.
 //
-//   troupe train CONFIG [--resume DIR] [--trace FILE] [--metrics FILE] [--steps N]
+//   troupe train CONFIG [--deepspeed_config DS_CONFIG] [--resume DIR] [--trace FILE]
+//                       [--metrics FILE] [--steps N]
 //   troupe trace summarize FILE
+//   troupe config-keys --markdown   (docs/CONFIG-KEYS.md: what troupe does with each DeepSpeed key)
 #include <cstdio>
 #include <exception>
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include "configs/deepspeed_keys.hpp"
 #include "tools/train_command.hpp"
 #include "trace/trace_summary.hpp"
 
@@ -20,6 +23,11 @@ int main(int argc, char** argv) {
   auto* train_cmd = app.add_subcommand("train", "Train the model a run config describes");
   train_cmd->add_option("config", train.config_path, "Run config (JSON)")
       ->required()
+      ->check(CLI::ExistingFile);
+  train_cmd
+      ->add_option("--deepspeed_config", train.deepspeed_config_path,
+                   "DeepSpeed config (JSON) holding the DeepSpeed sections; CONFIG then holds "
+                   "model, data and runtime")
       ->check(CLI::ExistingFile);
   train_cmd->add_option("--resume", train.resume,
                         "Checkpoint directory (or file) to continue from");
@@ -35,8 +43,18 @@ int main(int argc, char** argv) {
       trace_cmd->add_subcommand("summarize", "Per-actor busy/idle time, messages, overlap");
   summarize->add_option("file", trace_path, "Trace JSON")->required()->check(CLI::ExistingFile);
 
+  auto* keys_cmd = app.add_subcommand(
+      "config-keys", "What troupe does with each DeepSpeed config key (docs/CONFIG-KEYS.md)");
+  bool markdown = false;
+  keys_cmd->add_flag("--markdown", markdown, "Print the table as Markdown (the only format)")
+      ->required();
+
   CLI11_PARSE(app, argc, argv);
   if (train_cmd->parsed()) return troupe::run_train(train);
+  if (keys_cmd->parsed()) {
+    std::fputs(troupe::render_config_keys_markdown().c_str(), stdout);
+    return 0;
+  }
   try {
     std::fputs(troupe::format_summary(troupe::summarize_chrome_trace(trace_path)).c_str(), stdout);
   } catch (const std::exception& e) {

@@ -148,6 +148,15 @@ int train(RunConfig config, const TrainCommand& command) {
   to.seed = config.runtime.seed;
   to.language_model = setup.language_model;
 
+  if (config.zero_optimization.stage == 0) {
+    spdlog::info("ZeRO-0: one optimizer state per parameter group");
+  } else {
+    std::int64_t dense = 0, expert = 0;
+    for (const auto& p : runtime.partitions()) (p->expert_group() ? expert : dense) += 1;
+    spdlog::info("ZeRO-{}: {} dense, {} expert partitions", config.zero_optimization.stage, dense,
+                 expert);
+  }
+
   TrainerLinks links{data_actor, runtime.pipeline(), runtime.optimizer_partitions(),
                      runtime.gradient_buckets()};
   auto trainer = spawn_trainer_actor(system, setup.model, to, links, {"trainer", recorder});
@@ -199,7 +208,7 @@ int train(RunConfig config, const TrainCommand& command) {
 int run_train(const TrainCommand& command) {
   RunConfig config;
   try {
-    config = load_run_config(command.config_path);
+    config = load_run_config(command.config_path, command.deepspeed_config_path);
   } catch (const ConfigError& e) {
     spdlog::error("{}", e.what());
     return 2;

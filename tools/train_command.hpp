@@ -11,6 +11,8 @@ namespace troupe {
 
 struct TrainCommand {
   std::string config_path;
+  // DeepSpeed's --deepspeed_config: the DeepSpeed sections come from this file, unchanged.
+  std::string deepspeed_config_path;
   std::string resume;        // checkpoint directory (or file) to continue from
   std::string trace_file;    // overrides runtime.trace_file
   std::string metrics_file;  // overrides runtime.metrics_file

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "configs/deepspeed_keys.hpp"
 #include "configs/json_section.hpp"
 #include "configs/lr_schedule.hpp"
 #include "configs/run_config.hpp"
@@ -39,7 +40,7 @@ RunConfig parse(const json& document) {
 
 // Parsing must fail with exactly this key path and a message holding every fragment.
 void expect_error(const json& document, const std::string& key_path,
-                  std::initializer_list<std::string> fragments) {
+                  const std::vector<std::string>& fragments) {
   try {
     parse(document);
     FAIL("no ConfigError; expected one at " << key_path);
@@ -157,7 +158,7 @@ TEST_CASE("defaults are DeepSpeed's and the spec's", "[configs]") {
   CHECK(c.runtime.world_size == 1);
   CHECK(c.runtime.pipeline_depth == 2);
   CHECK(c.runtime.expert_shards == 2);
-  CHECK(c.runtime.optimizer_partitions == 2);
+  CHECK(c.runtime.optimizer_partitions == 1);
   CHECK(c.runtime.executor == troupe::ExecutorKind::actors);
   CHECK(c.runtime.metrics_file == "runs/test/metrics.jsonl");
   CHECK(c.runtime.checkpoint.dir == "runs/test/checkpoints");
@@ -215,7 +216,9 @@ TEST_CASE("defaults are DeepSpeed's and the spec's", "[configs]") {
   SECTION("sizes written in exponent form are integers") {
     json d = minimal();
     d["zero_optimization"] = {{"reduce_bucket_size", 5e8}};
-    CHECK(parse(d).zero_optimization.reduce_bucket_size == 500'000'000);
+    CHECK_NOTHROW(parse(d));
+    d["runtime"]["checkpoint"] = {{"interval", 1e2}};
+    CHECK(parse(d).runtime.checkpoint.interval == 100);
   }
 }
 
@@ -240,13 +243,18 @@ TEST_CASE("batch sizes: any two determine the third (DeepSpeed's rule)", "[confi
   CHECK(batch({{"train_micro_batch_size_per_gpu", 9}}) == V{9, 9, 1});
 }
 
-TEST_CASE("each mistake gives one ConfigError with the key path and what is allowed", "[configs]") {
+TEST_CASE("unknown keys: the closest known key is suggested", "[configs]") {
   json d = minimal();
   SECTION("unknown key, with the closest known key suggested") {
     d["zero_optimization"] = {{"stag", 1}};
     expect_error(
         d, "zero_optimization.stag",
         {"unknown key", "did you mean \"stage\"?", "known keys here:", "offload_optimizer"});
+  }
+  SECTION("a typo of a no-op DeepSpeed key is unknown, with the key suggested") {
+    d["zero_optimization"] = {{"stage", 1}, {"overlap_com", true}};
+    expect_error(d, "zero_optimization.overlap_com",
+                 {"unknown key", "did you mean \"overlap_comm\"?"});
   }
   SECTION("a long key cut short is still recognised; refused DeepSpeed keys are not listed") {
     d["gradient_clip"] = 1.0;
@@ -268,191 +276,531 @@ TEST_CASE("each mistake gives one ConfigError with the key path and what is allo
       CHECK_THAT(error.what(), Catch::Contains("pipeline_depth"));
     }
   }
-  SECTION("a misspelt required section is pointed at") {
-    d["optimiser"] = d["optimizer"];
-    d.erase("optimizer");
-    expect_error(d, "optimizer", {"required key is missing", "found \"optimiser\": a typo?"});
-  }
-  SECTION("unknown key in a nested section") {
-    d["optimizer"]["params"]["betaz"] = {0.9, 0.99};
-    expect_error(d, "optimizer.params.betaz", {"did you mean \"betas\"?"});
-  }
-  SECTION("wrong type") {
-    d["train_batch_size"] = "64";
-    expect_error(d, "train_batch_size", {"expected an integer >= 1", "got string \"64\""});
-  }
-  SECTION("\"auto\" is explained") {
-    d["train_batch_size"] = "auto";
-    expect_error(d, "train_batch_size", {"Hugging Face Trainer"});
-  }
-  SECTION("wrong type inside an array") {
-    d["optimizer"]["params"]["betas"] = {0.9, "x"};
-    expect_error(d, "optimizer.params.betas[1]", {"expected a number in [0, 1]", "\"x\""});
-  }
-  SECTION("beta = 1") {
-    d["optimizer"]["params"]["betas"] = {0.9, 1.0};
-    expect_error(d, "optimizer.params.betas", {"each beta must be < 1", "[0.9,1.0]"});
-  }
-  SECTION("out of range") {
-    d["runtime"]["pipeline_depth"] = 65;
-    expect_error(d, "runtime.pipeline_depth", {"an integer in [1, 64]", "(got 65)"});
-  }
-  SECTION("inconsistent batch sizes") {
-    d["train_micro_batch_size_per_gpu"] = 4;
-    d["gradient_accumulation_steps"] = 3;
-    expect_error(d, "train_batch_size",
-                 {"must equal train_micro_batch_size_per_gpu (4) x gradient_accumulation_steps (3) "
-                  "x data-parallel size (1) = 12",
-                  "(got 8)"});
-  }
-  SECTION("batch size not a multiple of the micro-batch") {
-    d["train_micro_batch_size_per_gpu"] = 3;
-    expect_error(d, "train_batch_size",
-                 {"multiple of train_micro_batch_size_per_gpu (3)", "(got 8)"});
-  }
-  SECTION("no batch size at all") {
-    d.erase("train_batch_size");
-    expect_error(d, "train_batch_size", {"train_micro_batch_size_per_gpu"});
-  }
-  SECTION("num_experts not divisible by ep_size") {
-    d["model"]["moe"] = {{"num_experts", 6}, {"ep_size", 4}};
-    expect_error(d, "model.moe.num_experts", {"divisible by model.moe.ep_size = 4", "(got 6)"});
-  }
-  SECTION("k > num_experts") {
-    d["model"]["moe"]["k"] = 9;
-    expect_error(d, "model.moe.k", {"[1, num_experts = 8]", "(got 9)"});
-  }
-  SECTION("noisy_gate_policy outside None / Jitter / RSample") {
-    d["model"]["moe"]["noisy_gate_policy"] = "Gumbel";
-    expect_error(d, "model.moe.noisy_gate_policy",
-                 {"one of \"None\", \"Jitter\", \"RSample\"", "(got \"Gumbel\")"});
-  }
-  SECTION("RSample with k = 2") {
-    d["model"]["moe"]["noisy_gate_policy"] = "RSample";
-    expect_error(d, "model.moe.noisy_gate_policy", {"k = 1 only"});
-  }
-  SECTION("n_embd not divisible by n_head") {
-    d["model"] = {
-        {"type", "gpt_moe"}, {"seq_len", 8}, {"n_layer", 1}, {"n_head", 3}, {"n_embd", 8}};
-    d["data"] = {{"dataset", "kjv_text"}};
-    expect_error(d, "model.n_embd", {"divisible by model.n_head = 3", "(got 8)"});
-  }
-  SECTION("non-positive size") {
-    d["model"]["n_embd"] = 0;
-    expect_error(d, "model.n_embd", {"an integer >= 1", "(got 0)"});
-  }
-  SECTION("a key of another model type") {
-    d["model"]["n_layer"] = 2;
-    expect_error(d, "model.n_layer", {"gpt_moe and gpt_dense only"});
-  }
-  SECTION("moe on a dense model") {
-    d["model"]["type"] = "lenet_dense";
-    expect_error(d, "model.moe", {"lenet_dense has no MoE layer"});
-  }
-  SECTION("model and dataset do not fit") {
-    d["data"]["dataset"] = "kjv_text";
-    expect_error(d, "data.dataset", {"image dataset"});
-  }
-  SECTION("image shape disagrees with the dataset") {
-    d["model"]["image_channels"] = 3;
-    expect_error(d, "model.image_channels", {"fashion_mnist: 1", "(got 3)"});
-  }
-  SECTION("expert_shards must divide the local experts") {
-    d["runtime"]["expert_shards"] = 3;
-    expect_error(d, "runtime.expert_shards", {"num_experts / ep_size = 8", "(got 3)"});
-  }
-  SECTION("ep_size must divide the world size") {
-    d["model"]["moe"]["ep_size"] = 2;
-    expect_error(d, "model.moe.ep_size", {"divide runtime.world_size = 1", "(got 2)"});
-  }
-  SECTION("both epochs and train_steps") {
-    d["runtime"]["train_steps"] = 100;
-    expect_error(d, "runtime.train_steps", {"not both"});
-  }
-  SECTION("neither epochs nor train_steps") {
-    d["runtime"] = json::object();
-    expect_error(d, "runtime", {"runtime.epochs or runtime.train_steps"});
-  }
-  SECTION("optimizer outside Adam / AdamW") {
-    d["optimizer"]["type"] = "SGD";
-    expect_error(d, "optimizer.type",
-                 {"one of \"Adam\", \"AdamW\" (case-insensitive)", "(got \"SGD\")"});
-  }
-  SECTION("AdamW with adam_w_mode false contradicts itself") {
-    d["optimizer"]["type"] = "AdamW";
-    d["optimizer"]["params"]["adam_w_mode"] = false;
-    expect_error(d, "optimizer.params.adam_w_mode", {"contradicts"});
-  }
-  SECTION("max_grad_norm belongs to gradient_clipping") {
-    d["optimizer"]["params"]["max_grad_norm"] = 1.0;
-    expect_error(d, "optimizer.params.max_grad_norm", {"gradient_clipping"});
-  }
-  SECTION("WarmupDecayLR needs total_num_steps") {
-    d["scheduler"] = {{"type", "WarmupDecayLR"}, {"params", {{"warmup_num_steps", 10}}}};
-    expect_error(d, "scheduler.params.total_num_steps", {"required key is missing"});
-  }
-  SECTION("WarmupLR takes no total_num_steps") {
-    d["scheduler"] = {{"type", "WarmupLR"}, {"params", {{"total_num_steps", 10}}}};
-    expect_error(d, "scheduler.params.total_num_steps", {"only WarmupDecayLR"});
-  }
-  SECTION("warmup_type outside log / linear") {
-    d["scheduler"] = {{"type", "WarmupLR"}, {"params", {{"warmup_type", "cosine"}}}};
-    expect_error(d, "scheduler.params.warmup_type", {"one of \"log\", \"linear\""});
-  }
-  SECTION("offload without ZeRO") {
-    d["zero_optimization"] = {{"offload_optimizer", {{"device", "cpu"}}}};
-    expect_error(d, "zero_optimization.stage", {"offload_optimizer.device is \"cpu\"", "stage 0"});
+}
+
+// The bad-config probes: each row edits the minimal config with a JSON merge patch (null deletes a
+// key) and names the key path the one ConfigError must carry and the fragments its message must
+// hold.
+TEST_CASE("bad configs: one ConfigError naming the key, the value and what is allowed",
+          "[configs]") {
+  const std::string not_yet = "valid DeepSpeed, but not implemented yet in troupe: ";
+  struct Probe {
+    const char* patch;
+    const char* key_path;
+    std::vector<std::string> fragments;
+  };
+  const std::vector<Probe> probes = {
+      // misspelt, wrong type, out of range
+      {R"({"optimiser": {"type": "Adam", "params": {"lr": 0.001}}, "optimizer": null})",
+       "optimizer",
+       {"required key is missing", "found \"optimiser\": a typo?"}},
+      {R"({"optimizer": {"params": {"betaz": [0.9, 0.99]}}})",
+       "optimizer.params.betaz",
+       {"did you mean \"betas\"?"}},
+      {R"({"train_batch_size": "64"})",
+       "train_batch_size",
+       {"expected an integer >= 1", "got string \"64\""}},
+      {R"({"train_batch_size": "auto"})", "train_batch_size", {"Hugging Face Trainer"}},
+      {R"({"optimizer": {"params": {"betas": [0.9, "x"]}}})",
+       "optimizer.params.betas[1]",
+       {"expected a number in [0, 1]", "\"x\""}},
+      {R"({"optimizer": {"params": {"betas": [0.9, 1.0]}}})",
+       "optimizer.params.betas",
+       {"each beta must be < 1", "[0.9,1.0]"}},
+      {R"({"runtime": {"pipeline_depth": 65}})",
+       "runtime.pipeline_depth",
+       {"an integer in [1, 64]", "(got 65)"}},
+      {R"({"zero_optimization": {"reduce_bucket_size": "big"}})",
+       "zero_optimization.reduce_bucket_size",
+       {"expected an integer", "(got \"big\")"}},
+      {R"({"bf16": {"bf16_master_weights_and_grads": 1}})",
+       "bf16.bf16_master_weights_and_grads",
+       {"expected true or false"}},
+      // batch sizes
+      {R"({"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 3})",
+       "train_batch_size",
+       {"must equal train_micro_batch_size_per_gpu (4) x gradient_accumulation_steps (3) x "
+        "data-parallel size (1) = 12",
+        "(got 8)"}},
+      {R"({"train_micro_batch_size_per_gpu": 3})",
+       "train_batch_size",
+       {"multiple of train_micro_batch_size_per_gpu (3)", "(got 8)"}},
+      {R"({"train_batch_size": null})", "train_batch_size", {"train_micro_batch_size_per_gpu"}},
+      // model, data, runtime
+      {R"({"model": {"moe": {"num_experts": 6, "ep_size": 4}}})",
+       "model.moe.num_experts",
+       {"divisible by model.moe.ep_size = 4", "(got 6)"}},
+      {R"({"model": {"moe": {"k": 9}}})", "model.moe.k", {"[1, num_experts = 8]", "(got 9)"}},
+      {R"({"model": {"moe": {"noisy_gate_policy": "Gumbel"}}})",
+       "model.moe.noisy_gate_policy",
+       {"one of \"None\", \"Jitter\", \"RSample\"", "(got \"Gumbel\")"}},
+      {R"({"model": {"moe": {"noisy_gate_policy": "RSample"}}})",
+       "model.moe.noisy_gate_policy",
+       {"k = 1 only"}},
+      {R"({"model": {"type": "gpt_moe", "seq_len": 8, "n_layer": 1, "n_head": 3, "n_embd": 8,
+                     "moe": null}, "data": {"dataset": "kjv_text"}})",
+       "model.n_embd",
+       {"divisible by model.n_head = 3", "(got 8)"}},
+      {R"({"model": {"n_embd": 0}})", "model.n_embd", {"an integer >= 1", "(got 0)"}},
+      {R"({"model": {"n_layer": 2}})", "model.n_layer", {"gpt_moe and gpt_dense only"}},
+      {R"({"model": {"type": "lenet_dense"}})", "model.moe", {"lenet_dense has no MoE layer"}},
+      {R"({"data": {"dataset": "kjv_text"}})", "data.dataset", {"image dataset"}},
+      {R"({"model": {"image_channels": 3}})",
+       "model.image_channels",
+       {"fashion_mnist: 1", "(got 3)"}},
+      {R"({"runtime": {"expert_shards": 3}})",
+       "runtime.expert_shards",
+       {"num_experts / ep_size = 8", "(got 3)"}},
+      {R"({"model": {"moe": {"ep_size": 2}}})",
+       "model.moe.ep_size",
+       {"divide runtime.world_size = 1", "(got 2)"}},
+      {R"({"runtime": {"train_steps": 100}})", "runtime.train_steps", {"not both"}},
+      {R"({"runtime": {"epochs": null}})", "runtime", {"runtime.epochs or runtime.train_steps"}},
+      {R"({"runtime": {"world_size": 2}})",
+       "runtime.world_size",
+       {"multi-rank training is not implemented yet", "(got 2)"}},
+      {R"({"runtime": {"device": "cuda"}})",
+       "runtime.device",
+       {"not implemented yet", "use \"cpu\""}},
+      // optimizer and scheduler
+      {R"({"optimizer": {"type": "SGD"}})",
+       "optimizer.type",
+       {"one of \"Adam\", \"AdamW\" (case-insensitive)", "(got \"SGD\")"}},
+      {R"({"optimizer": {"type": "Lamb"}})", "optimizer.type", {not_yet + "optimizers"}},
+      {R"({"optimizer": {"type": "AdamW", "params": {"adam_w_mode": false}}})",
+       "optimizer.params.adam_w_mode",
+       {"contradicts"}},
+      {R"({"optimizer": {"params": {"max_grad_norm": 1.0}}})",
+       "optimizer.params.max_grad_norm",
+       {not_yet, "gradient_clipping", "(got 1.0)"}},
+      {R"({"optimizer": {"params": {"amsgrad": true}}})",
+       "optimizer.params.amsgrad",
+       {not_yet + "the AMSGrad variant", "accepted here: false", "(got true)"}},
+      {R"({"scheduler": {"type": "WarmupDecayLR", "params": {"warmup_num_steps": 10}}})",
+       "scheduler.params.total_num_steps",
+       {"required key is missing"}},
+      {R"({"scheduler": {"type": "WarmupLR", "params": {"total_num_steps": 10}}})",
+       "scheduler.params.total_num_steps",
+       {"only WarmupDecayLR"}},
+      {R"({"scheduler": {"type": "WarmupLR", "params": {"warmup_type": "cosine"}}})",
+       "scheduler.params.warmup_type",
+       {"one of \"log\", \"linear\""}},
+      {R"({"scheduler": {"type": "OneCycle"}})",
+       "scheduler.type",
+       {not_yet + "learning-rate schedulers"}},
+      {R"({"scheduler": {"type": "WarmupLR", "params": {"last_batch_iteration": 5}}})",
+       "scheduler.params.last_batch_iteration",
+       {not_yet, "(got 5)"}},
+      // the accepted-and-ignored keys of the review: refused where they would change numbers
+      {R"({"prescale_gradients": true})",
+       "prescale_gradients",
+       {not_yet, "before their all-reduce", "(got true)"}},
+      {R"({"gradient_predivide_factor": 2.0})",
+       "gradient_predivide_factor",
+       {not_yet, "accepted here: 1.0", "(got 2.0)"}},
+      {R"({"wall_clock_breakdown": true})",
+       "wall_clock_breakdown",
+       {not_yet, "runtime.trace_file", "(got true)"}},
+      {R"({"zero_optimization": {"stage": 1, "elastic_checkpoint": true}})",
+       "zero_optimization.elastic_checkpoint",
+       {not_yet, "runtime.optimizer_partitions", "(got true)"}},
+      {R"({"communication_data_type": "fp16"})",
+       "communication_data_type",
+       {not_yet, "accepted here: null or \"fp32\"", "(got \"fp16\")"}},
+      // precision
+      {R"({"fp16": {"enabled": true}})", "fp16.enabled", {not_yet + "fp16 mixed precision"}},
+      {R"({"bf16": {"enabled": true}})", "bf16.enabled", {not_yet + "bf16 mixed precision"}},
+      // ZeRO
+      {R"({"zero_optimization": {"stage": 2}})",
+       "zero_optimization.stage",
+       {not_yet + "ZeRO stage 2", "use stage 0 or 1"}},
+      {R"({"zero_optimization": {"stage": 3}})",
+       "zero_optimization.stage",
+       {not_yet + "ZeRO stage 3"}},
+      {R"({"zero_optimization": {"stage": 4}})",
+       "zero_optimization.stage",
+       {"an integer in [0, 3]"}},
+      {R"({"zero_optimization": {"offload_optimizer": {"device": "cpu"}}})",
+       "zero_optimization.stage",
+       {"offload_optimizer.device is \"cpu\"", "stage 0"}},
+      {R"({"zero_optimization": {"stage": 1, "offload_optimizer": {"device": "nvme"}}})",
+       "zero_optimization.offload_optimizer.device",
+       {not_yet + "NVMe"}},
+      {R"({"zero_optimization": {"stage": 1, "offload_param": {"device": "cpu"}}})",
+       "zero_optimization.offload_param.device",
+       {not_yet + "parameter offload", "(got \"cpu\")"}},
+      {R"({"runtime": {"optimizer_partitions": 2}})",
+       "runtime.optimizer_partitions",
+       {"zero_optimization.stage 0", "(got 2)"}},
+      // feature sections troupe lacks
+      {R"({"activation_checkpointing": {"partition_activations": true}})",
+       "activation_checkpointing",
+       {"\"activation_checkpointing\"", not_yet + "activation checkpointing"}},
+      {R"({"tensorboard": {"enabled": true, "output_path": "runs"}})",
+       "tensorboard",
+       {"\"tensorboard\"", "runtime.metrics_file"}},
+  };
+  for (const auto& probe : probes) {
+    INFO("patch: " << probe.patch);
+    json d = minimal();
+    d.merge_patch(json::parse(probe.patch));
+    expect_error(d, probe.key_path, probe.fragments);
   }
 }
 
-TEST_CASE("valid DeepSpeed features troupe lacks are refused as not implemented yet", "[configs]") {
+TEST_CASE("DeepSpeed feature sections troupe lacks: accepted absent or disabled, else refused",
+          "[configs]") {
+  std::size_t features = 0;
+  for (const auto& rule : troupe::deepspeed_key_rules()) {
+    if (!rule.section.empty() || rule.accepted != "disabled") continue;
+    ++features;
+    const std::string name(rule.key);
+    INFO(name);
+    for (const json& off : {json(false), json::object(), json{{"enabled", false}},
+                            json{{"enabled", false}, {"output_path", "x"}}, json(nullptr)}) {
+      json d = minimal();
+      d[name] = off;
+      CHECK_NOTHROW(parse(d));
+    }
+    for (const json& on : {json(true), json{{"enabled", true}}, json{{"some_option", 1}}}) {
+      json d = minimal();
+      d[name] = on;
+      expect_error(d, name, {"the DeepSpeed section \"" + name + "\"", "not implemented yet"});
+    }
+  }
+  // The sections the review named, and the monitors.
+  for (auto name : {"autotuning", "flops_profiler", "compression_training", "data_efficiency",
+                    "curriculum_learning", "tensorboard", "wandb", "csv_monitor", "comet", "aio",
+                    "pipeline", "activation_checkpointing", "sparse_attention", "elasticity",
+                    "comms_logger", "nebula", "checkpoint", "data_types"}) {
+    INFO(name);
+    const troupe::KeyRule* rule = troupe::find_key_rule("", name);
+    REQUIRE(rule != nullptr);
+    CHECK(rule->accepted == "disabled");
+  }
+  CHECK(features >= 18);
+}
+
+TEST_CASE("ZeRO stages: 0 is one optimizer state, 1 partitions it, 2 and 3 are refused",
+          "[configs]") {
   json d = minimal();
-  const std::string not_yet = "valid DeepSpeed, but not implemented yet in troupe (issue area: ";
-  SECTION("fp16") {
-    d["fp16"] = {{"enabled", true}};
-    expect_error(d, "fp16.enabled", {not_yet + "mixed precision: fp16"});
+  SECTION("stage 0 (the default) with the default optimizer_partitions 1") {
+    RunConfig c = parse(d);
+    CHECK(c.zero_optimization.stage == 0);
+    CHECK(c.runtime.optimizer_partitions == 1);
   }
-  SECTION("bf16") {
-    d["bf16"] = {{"enabled", true}};
-    expect_error(d, "bf16.enabled", {not_yet + "mixed precision: bf16"});
+  SECTION("stage 0 with optimizer_partitions > 1 names both keys") {
+    d["zero_optimization"] = {{"stage", 0}};
+    d["runtime"]["optimizer_partitions"] = 3;
+    expect_error(d, "runtime.optimizer_partitions",
+                 {"must be 1 with zero_optimization.stage 0", "(got 3)"});
   }
-  SECTION("ZeRO stage 2") {
-    d["zero_optimization"] = {{"stage", 2}};
-    expect_error(d, "zero_optimization.stage", {not_yet + "ZeRO stage 2", "use stage 0 or 1"});
+  SECTION("stage 1 partitions over optimizer_partitions, default 1") {
+    d["zero_optimization"] = {{"stage", 1}};
+    CHECK(parse(d).runtime.optimizer_partitions == 1);
+    d["runtime"]["optimizer_partitions"] = 3;
+    RunConfig c = parse(d);
+    CHECK(c.zero_optimization.stage == 1);
+    CHECK(c.runtime.optimizer_partitions == 3);
   }
-  SECTION("ZeRO stage 3") {
-    d["zero_optimization"] = {{"stage", 3}};
-    expect_error(d, "zero_optimization.stage", {not_yet + "ZeRO stage 3"});
+  SECTION("stages 2 and 3 are refused") {
+    for (int stage : {2, 3}) {
+      d["zero_optimization"] = {{"stage", stage}};
+      expect_error(d, "zero_optimization.stage",
+                   {"not implemented yet", "ZeRO stage " + std::to_string(stage)});
+    }
   }
-  SECTION("ZeRO stage 4 does not exist") {
-    d["zero_optimization"] = {{"stage", 4}};
-    expect_error(d, "zero_optimization.stage", {"an integer in [0, 3]"});
+}
+
+// The keys of DeepSpeed 0.16.4's config classes for the sections troupe implements, written out
+// here independently of the table (deepspeed/runtime/zero/config.py, zero/offload_config.py,
+// runtime/config.py and constants.py): every one must have a row, so a row dropped from the
+// table fails this test.
+TEST_CASE("every key of the pinned DeepSpeed release's implemented sections has a status",
+          "[configs]") {
+  CHECK(troupe::kDeepSpeedRelease == "0.16.4");
+  const std::vector<std::pair<std::string, std::vector<std::string>>> release = {
+      {"",
+       {"train_batch_size",
+        "train_micro_batch_size_per_gpu",
+        "gradient_accumulation_steps",
+        "optimizer",
+        "scheduler",
+        "gradient_clipping",
+        "steps_per_print",
+        "fp16",
+        "bf16",
+        "zero_optimization",
+        "prescale_gradients",
+        "gradient_predivide_factor",
+        "wall_clock_breakdown",
+        "memory_breakdown",
+        "dump_state",
+        "communication_data_type",
+        "seq_parallel_comm_data_type",
+        "disable_allgather",
+        "sparse_gradients",
+        "zero_allow_untested_optimizer",
+        "zero_force_ds_cpu_optimizer",
+        "dataloader_drop_last",
+        "vocabulary_size",
+        "use_data_before_expert_parallelism",
+        "graph_harvesting",
+        "amp",
+        "bfloat16"}},
+      {"optimizer", {"type", "params", "legacy_fusion"}},
+      {"optimizer.params",
+       {"lr", "betas", "eps", "weight_decay", "bias_correction", "adam_w_mode", "torch_adam",
+        "amsgrad", "set_grad_none", "max_grad_norm"}},
+      {"scheduler", {"type", "params"}},
+      {"scheduler.params",
+       {"warmup_min_lr", "warmup_max_lr", "warmup_num_steps", "warmup_type", "total_num_steps",
+        "last_batch_iteration"}},
+      {"fp16",
+       {"enabled", "auto_cast", "loss_scale", "initial_scale_power", "loss_scale_window",
+        "hysteresis", "consecutive_hysteresis", "min_loss_scale", "fused_mode",
+        "fp16_master_weights_and_grads"}},
+      {"bf16",
+       {"enabled", "immediate_grad_update", "bf16_master_weights_and_grads", "loss_scale",
+        "initial_scale_power", "loss_scale_window", "hysteresis", "min_loss_scale"}},
+      {"zero_optimization",
+       {"stage",
+        "contiguous_gradients",
+        "reduce_scatter",
+        "reduce_bucket_size",
+        "use_multi_rank_bucket_allreduce",
+        "allgather_partitions",
+        "allgather_bucket_size",
+        "overlap_comm",
+        "load_from_fp32_weights",
+        "elastic_checkpoint",
+        "offload_param",
+        "offload_optimizer",
+        "sub_group_size",
+        "cpu_offload_param",
+        "cpu_offload_use_pin_memory",
+        "cpu_offload",
+        "stage3_prefetch_bucket_size",
+        "stage3_param_persistence_threshold",
+        "stage3_model_persistence_threshold",
+        "stage3_max_live_parameters",
+        "stage3_max_reuse_distance",
+        "stage3_gather_16bit_weights_on_model_save",
+        "stage3_gather_fp16_weights_on_model_save",
+        "ignore_unused_parameters",
+        "legacy_stage1",
+        "round_robin_gradients",
+        "zero_hpz_partition_size",
+        "zero_quantized_weights",
+        "zero_quantized_nontrainable_weights",
+        "zero_quantized_gradients",
+        "mics_shard_size",
+        "mics_hierarchical_params_gather",
+        "memory_efficient_linear",
+        "pipeline_loading_checkpoint",
+        "override_module_apply"}},
+      {"zero_optimization.offload_optimizer",
+       {"device", "nvme_path", "buffer_count", "pin_memory", "pipeline_read", "pipeline_write",
+        "fast_init", "ratio"}},
+      {"zero_optimization.offload_param",
+       {"device", "nvme_path", "buffer_count", "buffer_size", "max_in_cpu", "pin_memory"}},
+  };
+  for (const auto& [section, keys] : release)
+    for (const auto& key : keys) {
+      INFO(section << "." << key);
+      CHECK(troupe::find_key_rule(section, key) != nullptr);
+    }
+  // The keys the review found accepted and ignored have an honest status.
+  using troupe::KeyStatus;
+  auto status = [](std::string_view section, std::string_view key, std::int64_t world_size) {
+    const troupe::KeyRule* rule = troupe::find_key_rule(section, key);
+    REQUIRE(rule != nullptr);
+    return troupe::key_status(*rule, world_size);
+  };
+  for (auto key :
+       {"overlap_comm", "reduce_bucket_size", "allgather_bucket_size", "reduce_scatter"}) {
+    INFO(key);
+    CHECK(status("zero_optimization", key, 1) == KeyStatus::no_op);
+    CHECK(status("zero_optimization", key, 4) == KeyStatus::not_implemented);
   }
-  SECTION("fp16 master weights") {
-    d["fp16"] = {{"fp16_master_weights_and_grads", true}};
-    expect_error(d, "fp16.fp16_master_weights_and_grads", {not_yet + "ZeRO-Offload with fp16"});
+  CHECK(status("zero_optimization", "elastic_checkpoint", 1) == KeyStatus::not_implemented);
+  CHECK(status("", "prescale_gradients", 1) == KeyStatus::not_implemented);
+  CHECK(status("", "gradient_predivide_factor", 1) == KeyStatus::not_implemented);
+  CHECK(status("", "wall_clock_breakdown", 1) == KeyStatus::not_implemented);
+  CHECK(status("zero_optimization", "stage", 1) == KeyStatus::honoured);
+}
+
+namespace {
+
+// The JSON value the table's rows are probed with: one of the key's type, and one outside
+// its accepted values.
+json value_of_type(troupe::KeyType type) {
+  switch (type) {
+    case troupe::KeyType::boolean:
+      return true;
+    case troupe::KeyType::integer:
+      return 12345;
+    case troupe::KeyType::number:
+      return 12345.5;
+    case troupe::KeyType::string:
+      return "something_else";
+    case troupe::KeyType::object:
+      return json{{"enabled", true}};
+    case troupe::KeyType::any:
+      return json{{"enabled", true}};
   }
-  SECTION("NVMe offload") {
-    d["zero_optimization"] = {{"stage", 1}, {"offload_optimizer", {{"device", "nvme"}}}};
-    expect_error(d, "zero_optimization.offload_optimizer.device", {not_yet + "NVMe"});
+  return nullptr;
+}
+
+// A config with every DeepSpeed section present, so that each row's section is read.
+json full() {
+  json d = minimal();
+  d["scheduler"] = {{"type", "WarmupDecayLR"},
+                    {"params", {{"total_num_steps", 100}, {"warmup_num_steps", 10}}}};
+  d["zero_optimization"] = {{"stage", 1},
+                            {"offload_optimizer", {{"device", "none"}}},
+                            {"offload_param", {{"device", "none"}}}};
+  d["fp16"] = {{"enabled", false}};
+  d["bf16"] = {{"enabled", false}};
+  return d;
+}
+
+json& at_section(json& d, std::string_view section) {
+  json* node = &d;
+  std::string path(section);
+  while (!path.empty()) {
+    const auto dot = path.find('.');
+    node = &(*node)[path.substr(0, dot)];
+    path = dot == std::string::npos ? "" : path.substr(dot + 1);
   }
-  SECTION("another DeepSpeed optimizer") {
-    d["optimizer"]["type"] = "Lamb";
-    expect_error(d, "optimizer.type", {not_yet + "optimizers"});
+  return *node;
+}
+
+}  // namespace
+
+TEST_CASE("the loader follows every row of the table; a valid key is never called unknown",
+          "[configs]") {
+  std::size_t rows = 0;
+  for (const auto& rule : troupe::deepspeed_key_rules()) {
+    ++rows;
+    const std::string path = rule.section.empty()
+                                 ? std::string(rule.key)
+                                 : std::string(rule.section) + "." + std::string(rule.key);
+    INFO(path << " (" << troupe::to_string(rule.one_rank) << ")");
+    json d = full();
+    json& section = at_section(d, rule.section);
+    switch (rule.one_rank) {
+      case troupe::KeyStatus::honoured:
+        // The parser reads it: a wrong type is its error, at this key.
+        section[std::string(rule.key)] = json::array({json::array()});
+        expect_error(d, path, {});
+        break;
+      case troupe::KeyStatus::no_op:
+        section[std::string(rule.key)] = value_of_type(rule.type);
+        CHECK_NOTHROW(parse(d));
+        if (rule.type != troupe::KeyType::any) {
+          section[std::string(rule.key)] = json::array({json::array()});
+          expect_error(d, path, {"expected"});
+        }
+        break;
+      case troupe::KeyStatus::not_implemented:
+        REQUIRE_FALSE(rule.accepted.empty());
+        section[std::string(rule.key)] =
+            rule.accepted == "disabled" ? json(false) : json::parse(rule.accepted)[0];
+        CHECK_NOTHROW(parse(d));
+        section[std::string(rule.key)] = value_of_type(rule.type);
+        expect_error(d, path, {"not implemented yet"});
+        break;
+    }
   }
-  SECTION("a DeepSpeed section troupe lacks") {
-    d["activation_checkpointing"] = {{"partition_activations", true}};
-    expect_error(d, "activation_checkpointing", {not_yet + "activation checkpointing"});
+  CHECK(rows > 100);
+  SECTION("a multi-rank status applies with more ranks") {
+    const json zero = {{"overlap_comm", true}, {"reduce_bucket_size", 5e8}};
+    // The parser's own keys (honoured rows) are read first, as parse_zero does.
+    auto read_honoured = [](troupe::JsonSection& section) {
+      for (auto key : {"stage", "offload_optimizer", "offload_param", "cpu_offload"})
+        section.contains(key);
+    };
+    troupe::JsonSection one(zero, "zero_optimization", "test.json");
+    read_honoured(one);
+    CHECK_NOTHROW(troupe::apply_key_rules(one, "zero_optimization", 1));
+    troupe::JsonSection two(zero, "zero_optimization", "test.json");
+    read_honoured(two);
+    CHECK_THROWS_WITH(troupe::apply_key_rules(two, "zero_optimization", 2),
+                      Catch::Contains("zero_optimization.overlap_comm") &&
+                          Catch::Contains("not implemented yet") &&
+                          Catch::Contains("runtime.world_size 2"));
   }
-  SECTION("multi-rank") {
-    d["runtime"]["world_size"] = 2;
-    expect_error(d, "runtime.world_size",
-                 {"multi-rank training is not implemented yet", "(got 2)"});
+  SECTION("the review's real-world bf16 section loads") {
+    json d = minimal();
+    d["bf16"] = {{"enabled", false},          {"bf16_master_weights_and_grads", false},
+                 {"loss_scale", 0},           {"initial_scale_power", 16},
+                 {"loss_scale_window", 1000}, {"hysteresis", 2},
+                 {"min_loss_scale", 1}};
+    CHECK_NOTHROW(parse(d));
   }
-  SECTION("CUDA") {
-    d["runtime"]["device"] = "cuda";
-    expect_error(d, "runtime.device", {"not implemented yet", "use \"cpu\""});
+}
+
+TEST_CASE("deepspeed_config file: DeepSpeed sections from their own file", "[configs]") {
+  json troupe_part = minimal();
+  json deepspeed_part;
+  for (auto key : {"train_batch_size", "optimizer"}) {
+    deepspeed_part[key] = troupe_part[key];
+    troupe_part.erase(key);
   }
+  deepspeed_part["zero_optimization"] = {{"stage", 1}, {"overlap_comm", true}};
+  deepspeed_part["gradient_clipping"] = 1.0;
+  troupe_part["runtime"]["optimizer_partitions"] = 2;
+  auto config_file = temp_file("two_files.json", troupe_part.dump());
+  auto ds_file = temp_file("ds_config.json", deepspeed_part.dump());
+  SECTION("the two files make one config, named after CONFIG") {
+    RunConfig c = troupe::load_run_config(config_file.string(), ds_file.string());
+    CHECK(c.name == "troupe_config_test_two_files");
+    CHECK(c.train_batch_size == 8);
+    CHECK(c.gradient_clipping == 1.0);
+    CHECK(c.zero_optimization.stage == 1);
+    CHECK(c.runtime.optimizer_partitions == 2);
+  }
+  SECTION("CONFIG alone misses the DeepSpeed sections") {
+    CHECK_THROWS_WITH(troupe::load_run_config(config_file.string()),
+                      Catch::Contains("train_batch_size"));
+  }
+  SECTION("a key set in both files is an error naming both files and the key") {
+    troupe_part["gradient_clipping"] = 0.5;
+    auto both = temp_file("two_files_both.json", troupe_part.dump());
+    try {
+      troupe::load_run_config(both.string(), ds_file.string());
+      FAIL("no error");
+    } catch (const ConfigError& error) {
+      CHECK(error.key_path() == "gradient_clipping");
+      CHECK_THAT(error.what(), Catch::Contains(both.string()) &&
+                                   Catch::Contains(ds_file.string()) &&
+                                   Catch::Contains("set in both"));
+    }
+    std::filesystem::remove(both);
+  }
+  SECTION("an error in a DeepSpeed key names the DeepSpeed file") {
+    deepspeed_part["zero_optimization"]["stage"] = 3;
+    auto bad = temp_file("ds_bad.json", deepspeed_part.dump());
+    try {
+      troupe::load_run_config(config_file.string(), bad.string());
+      FAIL("no error");
+    } catch (const ConfigError& error) {
+      CHECK(error.source() == bad.string());
+      CHECK(error.key_path() == "zero_optimization.stage");
+      CHECK_THAT(error.what(), Catch::StartsWith(bad.string() + ": zero_optimization.stage: "));
+    }
+    std::filesystem::remove(bad);
+  }
+  SECTION("troupe's own sections do not belong in the DeepSpeed file") {
+    deepspeed_part["runtime"] = {{"epochs", 2}};
+    auto bad = temp_file("ds_runtime.json", deepspeed_part.dump());
+    CHECK_THROWS_WITH(troupe::load_run_config(config_file.string(), bad.string()),
+                      Catch::Contains("runtime: is a troupe section"));
+    std::filesystem::remove(bad);
+  }
+  std::filesystem::remove(config_file);
+  std::filesystem::remove(ds_file);
 }
 
 TEST_CASE("load_run_config: file-level errors", "[configs]") {
