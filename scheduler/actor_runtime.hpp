@@ -15,7 +15,7 @@
 #include <caf/all.hpp>
 
 #include "actors/actor_context.hpp"
-#include "kernels/optimizer.hpp"
+#include "kernels/op_params.hpp"
 #include "models/model.hpp"
 #include "models/optimizer_partition.hpp"
 
