@@ -16,7 +16,7 @@
 #include <caf/fwd.hpp>
 
 #include "actors/actor_context.hpp"
-#include "kernels/optimizer.hpp"
+#include "kernels/op_params.hpp"
 #include "models/optimizer_partition.hpp"
 
 namespace troupe {

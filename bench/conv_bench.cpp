@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "bench/bench_common.hpp"
-#include "kernels/conv.hpp"
+#include "kernels/cpu/conv.hpp"
 
 namespace {
 

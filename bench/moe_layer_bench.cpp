@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "bench/bench_common.hpp"
-#include "kernels/gemm.hpp"
+#include "kernels/cpu/gemm.hpp"
 #include "models/moe/moe_layer.hpp"
 #include "models/noise.hpp"
 

@@ -20,15 +20,15 @@
 #include <string>
 #include <vector>
 
-#include "kernels/activation.hpp"
+#include "kernels/cpu/activation.hpp"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/elementwise.hpp"
 #include "kernels/cuda/gemm.hpp"
 #include "kernels/cuda/router.hpp"
 #include "kernels/cuda_device.hpp"
-#include "kernels/gating.hpp"
-#include "kernels/gemm.hpp"
-#include "kernels/permute.hpp"
+#include "kernels/cpu/gating.hpp"
+#include "kernels/cpu/gemm.hpp"
+#include "kernels/cpu/permute.hpp"
 #include "memory/dtype.hpp"
 
 using namespace troupe;
@@ -36,7 +36,7 @@ using bf16 = __nv_bfloat16;
 
 namespace {
 
-constexpr Activation kAct = Activation::gelu_tanh;
+constexpr cuda::ActivationFunction kAct = cuda::ActivationFunction::gelu_tanh;
 
 __device__ std::uint64_t hash64(std::uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -73,8 +73,10 @@ struct Config {
   std::int64_t T, d, f, E, k;
 };
 
-cpu::GatingRule rule_for(std::int64_t k) {
-  return k == 1 ? cpu::GatingRule::top1 : k == 2 ? cpu::GatingRule::top2 : cpu::GatingRule::topk;
+cuda::RouterSelection rule_for(std::int64_t k) {
+  return k == 1 ? cuda::RouterSelection::top1
+         : k == 2 ? cuda::RouterSelection::top2
+                  : cuda::RouterSelection::topk;
 }
 
 // The layer's buffers and one step, instrumented with events at phase boundaries.
@@ -130,7 +132,7 @@ struct Layer {
     // Router: fp32 logits from bf16 x and Wg, routing, row offsets to the host (the one sync).
     cuda::gemm(blas, s, DType::bf16, DType::f32, false, true, T, E, d, 1.0f, x.p, d, wg.p, d, 0.0f,
                logits.p, E);
-    const cuda::RouterConfig rc{rule_for(k), T, E, k, -1, cpu::DropPolicy::probs};
+    const cuda::RouterConfig rc{rule_for(k), T, E, k, -1, true};
     const cuda::RouterOutput ro{gates.as<float>(), expert.as<std::int64_t>(),
                                 weight.as<float>(), slot.as<std::int64_t>(),
                                 exp_counts.as<std::int64_t>(), kept_counts.as<std::int64_t>(),
@@ -234,7 +236,7 @@ bool validate(int streams) {
   cpu::permute_rows(x.data(), row_token.data(), R, d, xp.data());
   cpu::grouped_linear_forward(xp.data(), offsets.data(), E, w1.data(), nullptr, hpre.data(), d, f);
   hpre = round_bf16(hpre);
-  cpu::activation_forward(kAct, hpre.data(), h.data(), R * f);
+  cpu::gelu_tanh_forward(hpre.data(), h.data(), R * f);
   h = round_bf16(h);
   cpu::grouped_linear_forward(h.data(), offsets.data(), E, w2.data(), nullptr, yp.data(), f, d);
   yp = round_bf16(yp);
@@ -247,7 +249,7 @@ bool validate(int streams) {
   cpu::grouped_linear_backward(h.data(), offsets.data(), E, w2.data(), dyp.data(), dh.data(),
                                dw2.data(), nullptr, f, d);
   dh = round_bf16(dh);
-  cpu::activation_backward(kAct, hpre.data(), dh.data(), dhpre.data(), R * f);
+  cpu::gelu_tanh_backward(hpre.data(), dh.data(), dhpre.data(), R * f);
   dhpre = round_bf16(dhpre);
   cpu::grouped_linear_backward(xp.data(), offsets.data(), E, w1.data(), dhpre.data(), dxp.data(),
                                dw1.data(), nullptr, d, f);

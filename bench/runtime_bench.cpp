@@ -16,7 +16,7 @@
 
 #include <caf/all.hpp>
 
-#include "kernels/gemm.hpp"
+#include "kernels/cpu/gemm.hpp"
 #include "models/lenet_moe.hpp"
 #include "scheduler/actor_runtime.hpp"
 #include "scheduler/sequential_executor.hpp"

@@ -4,10 +4,11 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "kernels/conv.hpp"
-#include "kernels/gemm.hpp"
-#include "kernels/loss.hpp"
-#include "kernels/norm.hpp"
+#include "kernels/ops/activation.hpp"
+#include "kernels/ops/conv.hpp"
+#include "kernels/ops/gemm.hpp"
+#include "kernels/ops/loss.hpp"
+#include "kernels/ops/norm.hpp"
 
 namespace troupe {
 namespace {
@@ -21,10 +22,6 @@ std::int64_t positive(const std::string& layer, const char* field, std::int64_t 
     throw std::invalid_argument(layer + ": " + field + " = " + std::to_string(value) +
                                 ", must be >= 1");
   return value;
-}
-
-float* optional_data(const Tensor& t) {
-  return t.defined() ? t.data<float>() : nullptr;
 }
 
 }  // namespace
@@ -84,8 +81,7 @@ Tensor Linear::forward(const Tensor& x) const {
   const std::int64_t rows = x.dim() == 2 ? x.size(0) : 0;
   require_tensor(x, DType::f32, {rows, in_}, weight_.name + " input");
   Tensor y = Tensor::empty({rows, out_});
-  cpu::linear_forward(x.data<float>(), weight_.value.data<float>(), optional_data(bias_.value),
-                      y.data<float>(), rows, in_, out_);
+  ops::linear_forward(ctx_, x, weight_.value, bias_.value, y);
   return y;
 }
 
@@ -93,9 +89,7 @@ Tensor Linear::backward(const Tensor& x, const Tensor& dy, bool need_dx) {
   const std::int64_t rows = x.size(0);
   require_tensor(dy, DType::f32, {rows, out_}, weight_.name + " output gradient");
   Tensor dx = need_dx ? Tensor::empty({rows, in_}) : Tensor();
-  cpu::linear_backward(x.data<float>(), weight_.value.data<float>(), dy.data<float>(),
-                       optional_data(dx), weight_.grad.data<float>(), optional_data(bias_.grad),
-                       rows, in_, out_);
+  ops::linear_backward(ctx_, x, weight_.value, dy, dx, weight_.grad, bias_.grad);
   return dx;
 }
 
@@ -128,23 +122,18 @@ Tensor Conv2d::forward(const Tensor& x) const {
   if (x.dim() != 4 || x.size(1) != in_channels_)
     throw std::invalid_argument(weight_.name + " input: shape " + shape_string(x.shape()) +
                                 ", expected [N, " + std::to_string(in_channels_) + ", H, W]");
-  const cpu::Conv2dShape s{x.size(0), in_channels_, x.size(2), x.size(3), out_channels_, kernel_};
-  Tensor y = Tensor::empty({s.batch, out_channels_, s.out_height(), s.out_width()});
-  Tensor workspace = Tensor::empty({cpu::conv2d_workspace_size(s)});
-  cpu::conv2d_forward(s, x.data<float>(), weight_.value.data<float>(), bias_.value.data<float>(),
-                      y.data<float>(), workspace.data<float>());
+  Tensor y =
+      Tensor::empty({x.size(0), out_channels_, x.size(2) - kernel_ + 1, x.size(3) - kernel_ + 1});
+  ops::conv2d_forward(ctx_, x, weight_.value, bias_.value, y);
   return y;
 }
 
 Tensor Conv2d::backward(const Tensor& x, const Tensor& dy, bool need_dx) {
-  const cpu::Conv2dShape s{x.size(0), in_channels_, x.size(2), x.size(3), out_channels_, kernel_};
-  require_tensor(dy, DType::f32, {s.batch, out_channels_, s.out_height(), s.out_width()},
+  require_tensor(dy, DType::f32,
+                 {x.size(0), out_channels_, x.size(2) - kernel_ + 1, x.size(3) - kernel_ + 1},
                  weight_.name + " output gradient");
   Tensor dx = need_dx ? Tensor::empty(x.shape()) : Tensor();
-  Tensor workspace = Tensor::empty({cpu::conv2d_workspace_size(s)});
-  cpu::conv2d_backward(s, x.data<float>(), weight_.value.data<float>(), dy.data<float>(),
-                       optional_data(dx), weight_.grad.data<float>(), bias_.grad.data<float>(),
-                       workspace.data<float>());
+  ops::conv2d_backward(ctx_, x, weight_.value, dy, dx, weight_.grad, bias_.grad);
   return dx;
 }
 
@@ -169,9 +158,8 @@ Tensor LayerNorm::forward(const Tensor& x, LayerNormActivations& acts) const {
   acts.y = Tensor::empty({rows, width_});
   acts.mean = Tensor::empty({rows});
   acts.rstd = Tensor::empty({rows});
-  cpu::layernorm_forward(x.data<float>(), gamma_.value.data<float>(), beta_.value.data<float>(),
-                         acts.y.data<float>(), acts.mean.data<float>(), acts.rstd.data<float>(),
-                         rows, width_, kLayerNormEps);
+  ops::layernorm_forward(ctx_, x, gamma_.value, beta_.value, acts.y, acts.mean, acts.rstd,
+                         kLayerNormEps);
   return acts.y;
 }
 
@@ -179,9 +167,8 @@ Tensor LayerNorm::backward(const Tensor& x, const LayerNormActivations& acts, co
   const std::int64_t rows = x.size(0);
   require_tensor(dy, DType::f32, {rows, width_}, gamma_.name + " output gradient");
   Tensor dx = Tensor::empty({rows, width_});
-  cpu::layernorm_backward(x.data<float>(), gamma_.value.data<float>(), acts.mean.data<float>(),
-                          acts.rstd.data<float>(), dy.data<float>(), dx.data<float>(),
-                          gamma_.grad.data<float>(), beta_.grad.data<float>(), rows, width_);
+  ops::layernorm_backward(ctx_, x, gamma_.value, acts.mean, acts.rstd, dy, dx, gamma_.grad,
+                          beta_.grad);
   return dx;
 }
 
@@ -200,72 +187,96 @@ void DenseMLP::append_parameters(std::vector<Parameter*>& out) {
 
 Tensor DenseMLP::forward(const Tensor& x, MLPActivations& acts) const {
   acts.hidden = fc_.forward(x);
-  acts.active = apply_activation(activation_, acts.hidden);
+  acts.active = apply_activation(ctx_, activation_, acts.hidden);
   return proj_.forward(acts.active);
 }
 
 Tensor DenseMLP::backward(const Tensor& x, const MLPActivations& acts, const Tensor& dy) {
   const Tensor d_active = proj_.backward(acts.active, dy);
-  return fc_.backward(x, activation_grad(activation_, acts.hidden, d_active));
+  return fc_.backward(x, activation_grad(ctx_, activation_, acts.hidden, d_active));
 }
 
 // ---- Element-wise and pooling ------------------------------------------------------------------
 
-Tensor apply_activation(Activation activation, const Tensor& x) {
+Tensor apply_activation(const ExecContext& ctx, Activation activation, const Tensor& x) {
   Tensor y = Tensor::empty(x.shape());
-  cpu::activation_forward(activation, x.data<float>(), y.data<float>(), x.numel());
+  switch (activation) {
+    case Activation::relu:
+      ops::relu_forward(ctx, x, y);
+      break;
+    case Activation::gelu_tanh:
+      ops::gelu_tanh_forward(ctx, x, y);
+      break;
+    case Activation::gelu_erf:
+      ops::gelu_erf_forward(ctx, x, y);
+      break;
+    case Activation::silu:
+      ops::silu_forward(ctx, x, y);
+      break;
+  }
   return y;
 }
 
-Tensor activation_grad(Activation activation, const Tensor& x, const Tensor& dy) {
+Tensor activation_grad(const ExecContext& ctx, Activation activation, const Tensor& x,
+                       const Tensor& dy) {
   require_tensor(dy, DType::f32, x.shape(), "activation_grad: dy");
   Tensor dx = Tensor::empty(x.shape());
-  cpu::activation_backward(activation, x.data<float>(), dy.data<float>(), dx.data<float>(),
-                           x.numel());
+  switch (activation) {
+    case Activation::relu:
+      ops::relu_backward(ctx, x, dy, dx);
+      break;
+    case Activation::gelu_tanh:
+      ops::gelu_tanh_backward(ctx, x, dy, dx);
+      break;
+    case Activation::gelu_erf:
+      ops::gelu_erf_backward(ctx, x, dy, dx);
+      break;
+    case Activation::silu:
+      ops::silu_backward(ctx, x, dy, dx);
+      break;
+  }
   return dx;
 }
 
-Tensor max_pool2(const Tensor& x, Tensor& argmax) {
+Tensor max_pool2(const ExecContext& ctx, const Tensor& x, Tensor& argmax) {
   const Shape out_shape{x.size(0), x.size(1), x.size(2) / 2, x.size(3) / 2};
   Tensor y = Tensor::empty(out_shape);
   argmax = Tensor::empty(out_shape, DType::i32);
-  cpu::maxpool2d_forward(x.data<float>(), y.data<float>(), argmax.data<std::int32_t>(), x.size(0),
-                         x.size(1), x.size(2), x.size(3), 2);
+  ops::maxpool2d_forward(ctx, x, y, argmax, 2);
   return y;
 }
 
-Tensor max_pool2_grad(const Tensor& x, const Tensor& argmax, const Tensor& dy) {
+Tensor max_pool2_grad(const ExecContext& ctx, const Tensor& x, const Tensor& argmax,
+                      const Tensor& dy) {
   require_tensor(dy, DType::f32, argmax.shape(), "max_pool2_grad: dy");
+  // The kernel overwrites all of dx (zero except at the maxima), so it needs no zero fill.
   Tensor dx = Tensor::empty(x.shape());
-  cpu::maxpool2d_backward(dy.data<float>(), argmax.data<std::int32_t>(), dx.data<float>(),
-                          x.size(0), x.size(1), x.size(2), x.size(3), 2);
+  ops::maxpool2d_backward(ctx, dy, argmax, dx, 2);
   return dx;
 }
 
 // ---- Loss --------------------------------------------------------------------------------------
 
-LossResult cross_entropy(const Tensor& logits, const Tensor& targets, Tensor& probs) {
+LossResult cross_entropy(const ExecContext& ctx, const Tensor& logits, const Tensor& targets,
+                         Tensor& probs) {
   const std::int64_t rows = logits.size(0), classes = logits.size(1);
   require_tensor(targets, DType::i32, targets.shape(), "cross_entropy: targets");
   if (targets.numel() != rows)
     throw std::invalid_argument("cross_entropy: targets hold " + std::to_string(targets.numel()) +
                                 " elements for " + std::to_string(rows) + " rows of logits");
   probs = Tensor::empty({rows, classes});
-  const std::int32_t* t = targets.data<std::int32_t>();
   LossResult result;
-  result.loss =
-      cpu::cross_entropy_forward(logits.data<float>(), t, probs.data<float>(), rows, classes);
-  result.correct = cpu::count_correct(logits.data<float>(), t, rows, classes);
+  result.loss = ops::cross_entropy_forward(ctx, logits, targets, probs);
+  result.correct = ops::count_correct(ctx, logits, targets);
   result.count = rows;
   return result;
 }
 
-Tensor cross_entropy_grad(const Tensor& probs, const Tensor& targets, float dloss) {
+Tensor cross_entropy_grad(const ExecContext& ctx, const Tensor& probs, const Tensor& targets,
+                          float dloss) {
   const std::int64_t rows = probs.size(0), classes = probs.size(1);
   Tensor dlogits = Tensor::empty({rows, classes});
-  cpu::cross_entropy_backward(probs.data<float>(), targets.data<std::int32_t>(),
-                              dlogits.data<float>(), rows, classes,
-                              dloss / static_cast<float>(rows));
+  ops::cross_entropy_backward(ctx, probs, targets, dlogits, dloss / static_cast<float>(rows));
   return dlogits;
 }
 

@@ -15,8 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "kernels/activation.hpp"
+#include "kernels/exec_context.hpp"
 #include "memory/tensor.hpp"
+#include "models/activation_kind.hpp"
 #include "models/model.hpp"
 #include "models/parameter.hpp"
 
@@ -29,6 +30,9 @@ void init_normal(Tensor& tensor, float std, std::mt19937_64& rng);
 // Checks that `tensor` is a defined, contiguous host tensor of `dtype` and `shape`; otherwise
 // throws std::invalid_argument naming `what` (e.g. "LeNetMoE: batch.inputs").
 void require_tensor(const Tensor& tensor, DType dtype, const Shape& shape, const std::string& what);
+
+// Every layer runs its kernels through the ops layer on its own execution context (ctx_, the CPU
+// by default), so no layer names a backend.
 
 // y = x · wᵀ + b with w [out, in] (PyTorch's layout) and b [out] (optional).
 class Linear {
@@ -52,6 +56,7 @@ class Linear {
   Tensor backward(const Tensor& x, const Tensor& dy, bool need_dx = true);
 
  private:
+  ExecContext ctx_ = cpu_context();
   std::int64_t in_, out_;
   Parameter weight_;
   Parameter bias_;
@@ -75,6 +80,7 @@ class Conv2d {
   Tensor backward(const Tensor& x, const Tensor& dy, bool need_dx);
 
  private:
+  ExecContext ctx_ = cpu_context();
   std::int64_t in_channels_, out_channels_, kernel_;
   Parameter weight_;
   Parameter bias_;
@@ -101,6 +107,7 @@ class LayerNorm {
   Tensor backward(const Tensor& x, const LayerNormActivations& acts, const Tensor& dy);
 
  private:
+  ExecContext ctx_ = cpu_context();
   std::int64_t width_;
   Parameter gamma_;
   Parameter beta_;
@@ -126,24 +133,30 @@ class DenseMLP {
   Tensor backward(const Tensor& x, const MLPActivations& acts, const Tensor& dy);
 
  private:
+  ExecContext ctx_ = cpu_context();
   Linear fc_, proj_;
   Activation activation_;
 };
 
 // Element-wise activation of x (any shape), and dx = dy · f'(x).
-Tensor apply_activation(Activation activation, const Tensor& x);
-Tensor activation_grad(Activation activation, const Tensor& x, const Tensor& dy);
+// This is where the model's choice of activation meets the ops layer's one op per function.
+Tensor apply_activation(const ExecContext& ctx, Activation activation, const Tensor& x);
+Tensor activation_grad(const ExecContext& ctx, Activation activation, const Tensor& x,
+                       const Tensor& dy);
 
 // 2 × 2 max-pooling of x [N, C, H, W] (stride 2; an odd last row or column is ignored);
 // `argmax` receives the positions the backward routes gradients to.
-Tensor max_pool2(const Tensor& x, Tensor& argmax);
-Tensor max_pool2_grad(const Tensor& x, const Tensor& argmax, const Tensor& dy);
+Tensor max_pool2(const ExecContext& ctx, const Tensor& x, Tensor& argmax);
+Tensor max_pool2_grad(const ExecContext& ctx, const Tensor& x, const Tensor& argmax,
+                      const Tensor& dy);
 
 // Mean softmax cross-entropy of logits [rows, classes] against targets (i32, `rows` elements in
 // any shape), with the argmax hit count. Keeps the softmax in `probs` for the backward.
-LossResult cross_entropy(const Tensor& logits, const Tensor& targets, Tensor& probs);
+LossResult cross_entropy(const ExecContext& ctx, const Tensor& logits, const Tensor& targets,
+                         Tensor& probs);
 // d logits = (probs − onehot(targets)) · dloss / rows.
-Tensor cross_entropy_grad(const Tensor& probs, const Tensor& targets, float dloss);
+Tensor cross_entropy_grad(const ExecContext& ctx, const Tensor& probs, const Tensor& targets,
+                          float dloss);
 
 // A model's own cache type behind a SegmentCache (C may be const); a cache made by another model
 // throws std::invalid_argument naming `function`.

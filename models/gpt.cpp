@@ -4,9 +4,9 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "kernels/attention.hpp"
-#include "kernels/embedding.hpp"
-#include "kernels/reduce.hpp"
+#include "kernels/ops/attention.hpp"
+#include "kernels/ops/embedding.hpp"
+#include "kernels/ops/reduce.hpp"
 #include "models/moe/moe_layer.hpp"
 
 namespace troupe {
@@ -29,14 +29,14 @@ const GPTConfig& validated(const GPTConfig& config) {
   return config;
 }
 
-Tensor sum(const Tensor& a, const Tensor& b) {
+Tensor sum(const ExecContext& ctx, const Tensor& a, const Tensor& b) {
   Tensor out = Tensor::empty(a.shape());
-  cpu::add(a.data<float>(), b.data<float>(), out.data<float>(), a.numel());
+  ops::add(ctx, a, b, out);
   return out;
 }
 
-void add_into(Tensor& dst, const Tensor& src) {
-  cpu::axpy(1.0f, src.data<float>(), dst.data<float>(), dst.numel());
+void add_into(const ExecContext& ctx, Tensor& dst, const Tensor& src) {
+  ops::axpy(ctx, 1.0f, src, dst);
 }
 
 }  // namespace
@@ -243,7 +243,7 @@ Tensor GPT::forward_segment(std::int64_t segment, const Batch& batch, const Tens
     for (std::int64_t b = 0; b < config_.n_layer; ++b) {
       BlockActivations& a = c.blocks[static_cast<std::size_t>(b)];
       const Tensor h = attention_forward(b, x, c);
-      x = sum(a.x_mid, blocks_[static_cast<std::size_t>(b)].mlp->forward(h, a.mlp));
+      x = sum(ctx_, a.x_mid, blocks_[static_cast<std::size_t>(b)].mlp->forward(h, a.mlp));
     }
     return head_forward(x, batch, c);
   }
@@ -258,7 +258,7 @@ Tensor GPT::forward_segment(std::int64_t segment, const Batch& batch, const Tens
                            " has not run forward on this batch and cache");
   require_tensor(moe_output, DType::f32, {rows, config_.n_embd},
                  std::string(function) + "(" + std::to_string(segment) + "): moe_output");
-  const Tensor x = sum(residual, moe_output);
+  const Tensor x = sum(ctx_, residual, moe_output);
   if (segment == last_segment()) return head_forward(x, batch, c);
   return attention_forward(segment, x, c);
 }
@@ -316,33 +316,33 @@ Tensor GPT::backward_segment(std::int64_t segment, const Batch& batch, const Ten
 Tensor GPT::embed(const Batch& batch, Cache& c) const {
   const std::int64_t rows = c.batch * c.seq, ch = config_.n_embd;
   Tensor x = Tensor::empty({rows, ch});
-  cpu::embedding_forward(batch.inputs.data<std::int32_t>(), wte_.value.data<float>(),
-                         x.data<float>(), rows, config_.vocab_size, ch);
-  const float* wpe = wpe_.value.data<float>();
-  float* out = x.data<float>();
-  for (std::int64_t r = 0; r < rows; ++r) cpu::axpy(1.0f, wpe + (r % c.seq) * ch, out + r * ch, ch);
+  ops::embedding_forward(ctx_, batch.inputs, wte_.value, x);
+  // Position embeddings, one sequence at a time: element for element the same additions as a
+  // per-row loop, so the result is bit-identical.
+  const Tensor wpe = wpe_.value.slice_rows(0, c.seq);
+  for (std::int64_t b = 0; b < c.batch; ++b)
+    ops::axpy(ctx_, 1.0f, wpe, x.slice_rows(b * c.seq, (b + 1) * c.seq));
   return x;
 }
 
 void GPT::embed_backward(const Batch& batch, const Tensor& grad) {
-  const std::int64_t rows = grad.size(0), ch = config_.n_embd, seq = batch.inputs.size(1);
-  cpu::embedding_backward(batch.inputs.data<std::int32_t>(), grad.data<float>(),
-                          wte_.grad.data<float>(), rows, ch);
-  const float* g = grad.data<float>();
-  float* dwpe = wpe_.grad.data<float>();
-  for (std::int64_t r = 0; r < rows; ++r) cpu::axpy(1.0f, g + r * ch, dwpe + (r % seq) * ch, ch);
+  const std::int64_t rows = grad.size(0), seq = batch.inputs.size(1);
+  ops::embedding_backward(ctx_, batch.inputs, grad, wte_.grad);
+  // Each dwpe row gets its sequences' gradients in batch order, as a per-row loop would add them.
+  const Tensor dwpe = wpe_.grad.slice_rows(0, seq);
+  for (std::int64_t b = 0; b < rows / seq; ++b)
+    ops::axpy(ctx_, 1.0f, grad.slice_rows(b * seq, (b + 1) * seq), dwpe);
 }
 
 Tensor GPT::attention_forward(std::int64_t b, const Tensor& x, Cache& c) const {
   const Block& block = blocks_[static_cast<std::size_t>(b)];
   BlockActivations& a = c.blocks[static_cast<std::size_t>(b)];
-  const cpu::AttentionShape shape{c.batch, c.seq, config_.n_embd, config_.n_head};
   a.x = x;
   a.qkv = block.c_attn.forward(block.ln_1.forward(x, a.ln_1));
   a.att = Tensor::empty({c.batch, config_.n_head, c.seq, c.seq});
   a.atty = Tensor::empty(x.shape());
-  cpu::attention_forward(shape, a.qkv.data<float>(), a.atty.data<float>(), a.att.data<float>());
-  a.x_mid = sum(x, block.c_proj.forward(a.atty));
+  ops::attention_forward(ctx_, c.batch, c.seq, config_.n_head, a.qkv, a.atty, a.att);
+  a.x_mid = sum(ctx_, x, block.c_proj.forward(a.atty));
   a.grad_x_mid = Tensor();
   return block.ln_2.forward(a.x_mid, a.ln_2);
 }
@@ -354,24 +354,22 @@ Tensor GPT::attention_backward(std::int64_t b, const Tensor& grad_residual, cons
   if (!a.x_mid.defined())
     throw std::logic_error("GPT: block " + std::to_string(b) +
                            " has not run forward on this cache");
-  const cpu::AttentionShape shape{c.batch, c.seq, config_.n_embd, config_.n_head};
   Tensor grad_x_mid = block.ln_2.backward(a.x_mid, a.ln_2, grad_ln2);
-  add_into(grad_x_mid, grad_residual);
+  add_into(ctx_, grad_x_mid, grad_residual);
   const Tensor grad_atty = block.c_proj.backward(a.atty, grad_x_mid);
   Tensor grad_qkv = Tensor::empty(a.qkv.shape());
-  cpu::attention_backward(shape, a.qkv.data<float>(), a.att.data<float>(), grad_atty.data<float>(),
-                          grad_qkv.data<float>());
+  ops::attention_backward(ctx_, c.batch, c.seq, config_.n_head, a.qkv, a.att, grad_atty, grad_qkv);
   const Tensor grad_ln1 = block.c_attn.backward(a.ln_1.y, grad_qkv);
   // x_mid = x + attention(ln_1(x)): the residual path adds grad_x_mid unchanged.
   Tensor grad_x = block.ln_1.backward(a.x, a.ln_1, grad_ln1);
-  add_into(grad_x, grad_x_mid);
+  add_into(ctx_, grad_x, grad_x_mid);
   return grad_x;
 }
 
 Tensor GPT::head_forward(const Tensor& x, const Batch& batch, Cache& c) const {
   c.x_final = x;
   c.logits = lm_head_.forward(ln_f_.forward(x, c.ln_f));
-  c.result = cross_entropy(c.logits, batch.targets, c.probs);
+  c.result = cross_entropy(ctx_, c.logits, batch.targets, c.probs);
   return loss_tensor(c.result->loss);
 }
 
@@ -381,7 +379,7 @@ Tensor GPT::head_backward(const Tensor& grad_output, const Batch& batch, Cache& 
   if (!c.result)
     throw std::logic_error(function + ": the last segment has not run forward on this cache");
   const Tensor grad_y =
-      lm_head_.backward(c.ln_f.y, cross_entropy_grad(c.probs, batch.targets, dloss));
+      lm_head_.backward(c.ln_f.y, cross_entropy_grad(ctx_, c.probs, batch.targets, dloss));
   return ln_f_.backward(c.x_final, c.ln_f, grad_y);
 }
 

@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/activation.hpp"
+#include "models/activation_kind.hpp"
 #include "models/dense_layers.hpp"
 #include "models/model.hpp"
 #include "models/moe/moe_config.hpp"
@@ -100,6 +100,8 @@ class GPT final : public Model {
                           SegmentCache& cache) override;
 
  private:
+  ExecContext ctx_ = cpu_context();  // where this model's own ops run (its layers hold theirs)
+
   struct Block {
     Block(const GPTConfig& config, std::int64_t index);
     LayerNorm ln_1;

@@ -186,16 +186,16 @@ Tensor LeNetMoE::backward_segment(std::int64_t segment, const Batch& batch,
 Tensor LeNetMoE::features_forward(const Batch& batch, Cache& c) const {
   const std::int64_t b = batch_size(batch);
   c.conv1 = conv1_.forward(batch.inputs);
-  c.relu1 = apply_activation(Activation::relu, c.conv1);
-  c.pool1 = max_pool2(c.relu1, c.pool1_argmax);
+  c.relu1 = apply_activation(ctx_, Activation::relu, c.conv1);
+  c.pool1 = max_pool2(ctx_, c.relu1, c.pool1_argmax);
   c.conv2 = conv2_.forward(c.pool1);
-  c.relu2 = apply_activation(Activation::relu, c.conv2);
-  c.pool2 = max_pool2(c.relu2, c.pool2_argmax);
+  c.relu2 = apply_activation(ctx_, Activation::relu, c.conv2);
+  c.pool2 = max_pool2(ctx_, c.relu2, c.pool2_argmax);
   c.flat = c.pool2.view({b, config_.flat_features()});
   c.fc1 = fc1_.forward(c.flat);
-  c.relu3 = apply_activation(Activation::relu, c.fc1);
+  c.relu3 = apply_activation(ctx_, Activation::relu, c.fc1);
   c.fc2 = fc2_.forward(c.relu3);
-  c.features = apply_activation(Activation::relu, c.fc2);
+  c.features = apply_activation(ctx_, Activation::relu, c.fc2);
   return c.features;
 }
 
@@ -205,13 +205,15 @@ void LeNetMoE::features_backward(const Batch& batch, const Tensor& grad_features
         "LeNetMoE::backward_segment(0): segment 0 has not run forward on "
         "this cache");
   const Tensor d_relu3 =
-      fc2_.backward(c.relu3, activation_grad(Activation::relu, c.fc2, grad_features));
-  const Tensor d_flat = fc1_.backward(c.flat, activation_grad(Activation::relu, c.fc1, d_relu3));
-  const Tensor d_relu2 = max_pool2_grad(c.relu2, c.pool2_argmax, d_flat.view(c.pool2.shape()));
+      fc2_.backward(c.relu3, activation_grad(ctx_, Activation::relu, c.fc2, grad_features));
+  const Tensor d_flat =
+      fc1_.backward(c.flat, activation_grad(ctx_, Activation::relu, c.fc1, d_relu3));
+  const Tensor d_relu2 =
+      max_pool2_grad(ctx_, c.relu2, c.pool2_argmax, d_flat.view(c.pool2.shape()));
   const Tensor d_pool1 =
-      conv2_.backward(c.pool1, activation_grad(Activation::relu, c.conv2, d_relu2), true);
-  const Tensor d_relu1 = max_pool2_grad(c.relu1, c.pool1_argmax, d_pool1);
-  conv1_.backward(batch.inputs, activation_grad(Activation::relu, c.conv1, d_relu1), false);
+      conv2_.backward(c.pool1, activation_grad(ctx_, Activation::relu, c.conv2, d_relu2), true);
+  const Tensor d_relu1 = max_pool2_grad(ctx_, c.relu1, c.pool1_argmax, d_pool1);
+  conv1_.backward(batch.inputs, activation_grad(ctx_, Activation::relu, c.conv1, d_relu1), false);
 }
 
 Tensor LeNetMoE::head_forward(const Tensor& fc3_output, const Batch& batch, Cache& c) const {
@@ -219,7 +221,7 @@ Tensor LeNetMoE::head_forward(const Tensor& fc3_output, const Batch& batch, Cach
   require_tensor(batch.targets, DType::i32, {b}, "LeNetMoE: batch.targets");
   c.head_input = fc3_output;
   c.logits = fc4_.forward(fc3_output);
-  c.result = cross_entropy(c.logits, batch.targets, c.probs);
+  c.result = cross_entropy(ctx_, c.logits, batch.targets, c.probs);
   return loss_tensor(c.result->loss);
 }
 
@@ -228,7 +230,7 @@ Tensor LeNetMoE::head_backward(const Tensor& grad_output, const Batch& batch, Ca
   const float dloss = loss_gradient(grad_output, function);
   if (!c.result)
     throw std::logic_error(function + ": the last segment has not run forward on this cache");
-  return fc4_.backward(c.head_input, cross_entropy_grad(c.probs, batch.targets, dloss));
+  return fc4_.backward(c.head_input, cross_entropy_grad(ctx_, c.probs, batch.targets, dloss));
 }
 
 }  // namespace troupe

@@ -70,6 +70,8 @@ class LeNetMoE final : public Model {
  private:
   struct Cache;
 
+  ExecContext ctx_ = cpu_context();  // where this model's own ops run (its layers hold theirs)
+
   std::int64_t last_segment() const { return num_moe_layers(); }
   void check_segment(const char* function, std::int64_t segment) const;
   std::int64_t batch_size(const Batch& batch) const;

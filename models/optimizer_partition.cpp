@@ -4,7 +4,8 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "kernels/reduce.hpp"
+#include "kernels/ops/optimizer.hpp"
+#include "kernels/ops/reduce.hpp"
 
 namespace troupe {
 
@@ -26,7 +27,7 @@ OptimizerPartition::OptimizerPartition(std::int64_t index, bool expert_group,
 
 double OptimizerPartition::grad_squared_norm() const {
   double total = 0.0;
-  for (const auto& s : slices_) total += cpu::squared_l2_norm(s.grad().data<float>(), s.size());
+  for (const auto& s : slices_) total += ops::squared_l2_norm(ctx_, s.grad());
   return total;
 }
 
@@ -34,8 +35,8 @@ void OptimizerPartition::apply(const AdamParams& hp, std::int64_t step, float gr
   std::int64_t offset = 0;
   for (const auto& s : slices_) {
     Tensor grad = s.grad();
-    cpu::adam_step(s.value().data<float>(), grad.data<float>(), exp_avg_.data<float>() + offset,
-                   exp_avg_sq_.data<float>() + offset, s.size(), hp, step, grad_scale);
+    ops::adam_step(ctx_, s.value(), grad, exp_avg_.slice_rows(offset, offset + s.size()),
+                   exp_avg_sq_.slice_rows(offset, offset + s.size()), hp, step, grad_scale);
     grad.fill(0.0f);
     offset += s.size();
   }

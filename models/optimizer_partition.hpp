@@ -12,7 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/optimizer.hpp"
+#include "kernels/exec_context.hpp"
+#include "kernels/op_params.hpp"
 #include "memory/tensor.hpp"
 #include "models/parameter.hpp"
 
@@ -49,6 +50,7 @@ class OptimizerPartition {
   Tensor& exp_avg_sq() { return exp_avg_sq_; }
 
  private:
+  ExecContext ctx_ = cpu_context();
   std::int64_t index_;
   bool expert_group_;
   std::vector<ParameterSlice> slices_;

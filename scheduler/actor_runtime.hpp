@@ -16,7 +16,7 @@
 
 #include "actors/actor_context.hpp"
 #include "actors/comm_actor.hpp"
-#include "kernels/optimizer.hpp"
+#include "kernels/op_params.hpp"
 #include "models/model.hpp"
 #include "models/optimizer_partition.hpp"
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "actors/messages.hpp"
-#include "kernels/optimizer.hpp"
+#include "kernels/op_params.hpp"
 #include "models/model.hpp"
 #include "models/optimizer_partition.hpp"
 

@@ -12,7 +12,7 @@
 #include "actors/trainer_actor.hpp"
 #include "configs/lr_schedule.hpp"
 #include "configs/run_config.hpp"
-#include "kernels/gemm.hpp"
+#include "kernels/ops/gemm.hpp"
 #include "models/checkpoint.hpp"
 #include "scheduler/actor_runtime.hpp"
 #include "tools/run_setup.hpp"
@@ -73,7 +73,7 @@ int train(RunConfig config, const TrainCommand& command) {
   std::shared_ptr<TraceRecorder> recorder;
   if (!trace_file.empty()) recorder = std::make_shared<TraceRecorder>("troupe " + config.name);
 
-  if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) cpu::set_blas_threads(1);
+  if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) ops::set_cpu_gemm_threads(1);
   caf::actor_system_config cfg;
   cfg.load<caf::id_block::troupe>();
   // Workers wait on a condition variable instead of CAF's default sleep-polling work stealing:

@@ -1,39 +1,9 @@
 // CPU activations (see activation.hpp). Computed in fp32 with the closed-form derivatives.
-#include "kernels/activation.hpp"
+#include "kernels/cpu/activation.hpp"
 
 #include <cmath>
 
-namespace troupe {
-
-bool parse_activation(std::string_view name, Activation& out) {
-  if (name == "relu")
-    out = Activation::relu;
-  else if (name == "gelu" || name == "gelu_tanh")
-    out = Activation::gelu_tanh;
-  else if (name == "gelu_erf")
-    out = Activation::gelu_erf;
-  else if (name == "silu")
-    out = Activation::silu;
-  else
-    return false;
-  return true;
-}
-
-std::string_view activation_name(Activation activation) {
-  switch (activation) {
-    case Activation::relu:
-      return "relu";
-    case Activation::gelu_tanh:
-      return "gelu_tanh";
-    case Activation::gelu_erf:
-      return "gelu_erf";
-    case Activation::silu:
-      return "silu";
-  }
-  return "unknown";
-}
-
-namespace cpu {
+namespace troupe::cpu {
 namespace {
 
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
@@ -47,55 +17,52 @@ float sigmoid(float x) {
 
 }  // namespace
 
-void activation_forward(Activation activation, const float* x, float* y, std::int64_t n) {
-  switch (activation) {
-    case Activation::relu:
-      for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-      break;
-    case Activation::gelu_tanh:
-      for (std::int64_t i = 0; i < n; ++i) {
-        const float v = x[i];
-        y[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kGeluCoeff * v * v * v)));
-      }
-      break;
-    case Activation::gelu_erf:
-      for (std::int64_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
-      break;
-    case Activation::silu:
-      for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid(x[i]);
-      break;
+void relu_forward(const float* x, float* y, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void relu_backward(const float* x, const float* dy, float* dx, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void gelu_tanh_forward(const float* x, float* y, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    y[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kGeluCoeff * v * v * v)));
   }
 }
 
-void activation_backward(Activation activation, const float* x, const float* dy, float* dx,
-                         std::int64_t n) {
-  switch (activation) {
-    case Activation::relu:
-      for (std::int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
-      break;
-    case Activation::gelu_tanh:
-      for (std::int64_t i = 0; i < n; ++i) {
-        const float v = x[i];
-        const float inner = kSqrt2OverPi * (v + kGeluCoeff * v * v * v);
-        const float t = std::tanh(inner);
-        const float dinner = kSqrt2OverPi * (1.0f + 3.0f * kGeluCoeff * v * v);
-        dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * dinner);
-      }
-      break;
-    case Activation::gelu_erf:
-      for (std::int64_t i = 0; i < n; ++i) {
-        const float v = x[i];
-        const float cdf = 0.5f * (1.0f + std::erf(v * kInvSqrt2));
-        const float pdf = kInvSqrt2Pi * std::exp(-0.5f * v * v);
-        dx[i] = dy[i] * (cdf + v * pdf);
-      }
-      break;
-    case Activation::silu:
-      for (std::int64_t i = 0; i < n; ++i) {
-        const float s = sigmoid(x[i]);
-        dx[i] = dy[i] * s * (1.0f + x[i] * (1.0f - s));
-      }
-      break;
+void gelu_tanh_backward(const float* x, const float* dy, float* dx, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    const float inner = kSqrt2OverPi * (v + kGeluCoeff * v * v * v);
+    const float t = std::tanh(inner);
+    const float dinner = kSqrt2OverPi * (1.0f + 3.0f * kGeluCoeff * v * v);
+    dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * dinner);
+  }
+}
+
+void gelu_erf_forward(const float* x, float* y, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+}
+
+void gelu_erf_backward(const float* x, const float* dy, float* dx, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    const float cdf = 0.5f * (1.0f + std::erf(v * kInvSqrt2));
+    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * v * v);
+    dx[i] = dy[i] * (cdf + v * pdf);
+  }
+}
+
+void silu_forward(const float* x, float* y, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid(x[i]);
+}
+
+void silu_backward(const float* x, const float* dy, float* dx, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float s = sigmoid(x[i]);
+    dx[i] = dy[i] * s * (1.0f + x[i] * (1.0f - s));
   }
 }
 
@@ -113,5 +80,4 @@ void swiglu_backward(const float* gate, const float* up, const float* dy, float*
   }
 }
 
-}  // namespace cpu
-}  // namespace troupe
+}  // namespace troupe::cpu

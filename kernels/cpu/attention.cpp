@@ -6,7 +6,7 @@
 //             dq = dpre · k,  dk = dpreᵀ · q
 // The GEMMs compute the full T × T score matrix; the masked half is cheap at these sizes and
 // keeps every product a single sgemm.
-#include "kernels/attention.hpp"
+#include "kernels/cpu/attention.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/gemm.hpp"
+#include "kernels/cpu/gemm.hpp"
 
 namespace troupe::cpu {
 namespace {

@@ -12,7 +12,7 @@
 // never built, the loops run over the whole batch at once, and dW is summed over the batch in
 // registers and written once. A padded convolution copies one image at a time into the workspace
 // with its zero border and runs the same loops on it (dx likewise, cropped afterwards).
-#include "kernels/conv.hpp"
+#include "kernels/cpu/conv.hpp"
 
 #include <algorithm>
 #include <cstdint>

@@ -1,5 +1,5 @@
 // CPU embedding lookup and its scatter-add backward (see embedding.hpp).
-#include "kernels/embedding.hpp"
+#include "kernels/cpu/embedding.hpp"
 
 #include <cstring>
 #include <stdexcept>

@@ -1,7 +1,7 @@
 // CPU gating kernels (see gating.hpp). Per token the work is O(E log E); slot assignment buckets
 // the choices by expert (a counting sort), so the whole routing is O(S·E log E + S·k log S) with no
 // [S, E, C] tensor anywhere.
-#include "kernels/gating.hpp"
+#include "kernels/cpu/gating.hpp"
 
 #include <algorithm>
 #include <cfloat>
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/softmax.hpp"
+#include "kernels/cpu/softmax.hpp"
 
 namespace troupe::cpu {
 namespace {
@@ -77,20 +77,20 @@ void assign_slots(const std::int64_t* expert, const std::vector<std::int64_t>& o
 // ∂l_aux/∂gates[s, e], the same for every token s: l_aux = Σ_e colsum(gates)[e] · scale[e] with
 // scale[e] = coef · count[e] / S², where count covers all choices (top-1, top-k) or first choices
 // only (top-2), and coef = E (top-1, top-2) or E / k (top-k).
-std::vector<double> aux_scale(GatingRule rule, const std::int64_t* expert, std::int64_t tokens,
-                              std::int64_t experts, std::int64_t k) {
-  const std::int64_t counted = rule == GatingRule::top2 ? 1 : k;
+std::vector<double> aux_scale(const GatingLoss& loss, const std::int64_t* expert,
+                              std::int64_t tokens, std::int64_t experts, std::int64_t k) {
+  const std::int64_t counted = loss.aux_first_choice_only ? 1 : k;
   std::vector<double> scale(static_cast<std::size_t>(experts), 0.0);
   for (std::int64_t s = 0; s < tokens; ++s)
     for (std::int64_t j = 0; j < counted; ++j) scale[expert[s * k + j]] += 1.0;
-  const double coef = rule == GatingRule::topk ? static_cast<double>(experts) / k : experts;
+  const double coef = loss.aux_divide_by_k ? static_cast<double>(experts) / k : experts;
   for (double& v : scale) v *= coef / (static_cast<double>(tokens) * tokens);
   return scale;
 }
 
 // Everything after expert selection and slot assignment: exp_counts, combine weights, l_aux.
-void finish_gating(GatingRule rule, std::int64_t tokens, std::int64_t experts, std::int64_t k,
-                   const GatingOutput& out) {
+void finish_gating(const GatingLoss& loss, std::int64_t tokens, std::int64_t experts,
+                   std::int64_t k, const GatingOutput& out) {
   std::fill_n(out.exp_counts, experts, 0);
   for (std::int64_t c = 0; c < tokens * k; ++c) ++out.exp_counts[out.expert[c]];
 
@@ -99,7 +99,7 @@ void finish_gating(GatingRule rule, std::int64_t tokens, std::int64_t experts, s
     const std::int64_t* e = out.expert + s * k;
     const std::int64_t* slot = out.slot + s * k;
     float* w = out.weight + s * k;
-    if (rule == GatingRule::top1) {
+    if (!loss.renormalize) {
       for (std::int64_t j = 0; j < k; ++j) w[j] = slot[j] >= 0 ? g[e[j]] : 0.0f;
       continue;
     }
@@ -110,7 +110,7 @@ void finish_gating(GatingRule rule, std::int64_t tokens, std::int64_t experts, s
     for (std::int64_t j = 0; j < k; ++j) w[j] = slot[j] >= 0 ? g[e[j]] / denom : 0.0f;
   }
 
-  const std::vector<double> scale = aux_scale(rule, out.expert, tokens, experts, k);
+  const std::vector<double> scale = aux_scale(loss, out.expert, tokens, experts, k);
   double l_aux = 0.0;
   for (std::int64_t e = 0; e < experts; ++e) {
     double column = 0.0;
@@ -160,7 +160,7 @@ void top1_gating(const float* logits, const float* gumbel, const float* priority
   }
   assign_slots(out.expert, position_order(tokens), experts, capacity, priority, out.slot,
                out.kept_counts);
-  finish_gating(GatingRule::top1, tokens, experts, 1, out);
+  finish_gating(GatingLoss{}, tokens, experts, 1, out);
 }
 
 void top2_gating(const float* logits, const float* gumbel, std::int64_t tokens,
@@ -181,11 +181,11 @@ void top2_gating(const float* logits, const float* gumbel, std::int64_t tokens,
     order[tokens + s] = 2 * s + 1;
   }
   assign_slots(out.expert, order, experts, capacity, nullptr, out.slot, out.kept_counts);
-  finish_gating(GatingRule::top2, tokens, experts, 2, out);
+  finish_gating(GatingLoss{true, true, false}, tokens, experts, 2, out);
 }
 
 void topk_gating(const float* logits, std::int64_t tokens, std::int64_t experts, std::int64_t k,
-                 std::int64_t capacity, DropPolicy drop_policy, const GatingOutput& out) {
+                 std::int64_t capacity, bool keep_highest_logits, const GatingOutput& out) {
   check_sizes("topk_gating", tokens, experts, k);
   softmax_forward(logits, out.gates, tokens, experts);
   std::vector<std::int64_t> index(static_cast<std::size_t>(experts));
@@ -198,22 +198,22 @@ void topk_gating(const float* logits, std::int64_t tokens, std::int64_t experts,
     std::copy_n(index.begin(), k, out.expert + s * k);
   }
   std::vector<float> routed_logit;
-  if (drop_policy == DropPolicy::probs) {
+  if (keep_highest_logits) {
     routed_logit.resize(static_cast<std::size_t>(tokens * k));
     for (std::int64_t c = 0; c < tokens * k; ++c)
       routed_logit[c] = logits[(c / k) * experts + out.expert[c]];
   }
   assign_slots(out.expert, position_order(tokens * k), experts, capacity,
                routed_logit.empty() ? nullptr : routed_logit.data(), out.slot, out.kept_counts);
-  finish_gating(GatingRule::topk, tokens, experts, k, out);
+  finish_gating(GatingLoss{true, false, true}, tokens, experts, k, out);
 }
 
-void gating_backward(GatingRule rule, const float* gates, const std::int64_t* expert,
+void gating_backward(const GatingLoss& loss, const float* gates, const std::int64_t* expert,
                      const std::int64_t* slot, const float* grad_weight, float grad_l_aux,
                      std::int64_t tokens, std::int64_t experts, std::int64_t k,
                      float* grad_logits) {
   check_sizes("gating_backward", tokens, experts, k);
-  const std::vector<double> scale = aux_scale(rule, expert, tokens, experts, k);
+  const std::vector<double> scale = aux_scale(loss, expert, tokens, experts, k);
   std::vector<float> grad_gates(static_cast<std::size_t>(experts));
   for (std::int64_t s = 0; s < tokens; ++s) {
     const float* g = gates + s * experts;
@@ -222,7 +222,7 @@ void gating_backward(GatingRule rule, const float* gates, const std::int64_t* ex
     const float* dw = grad_weight + s * k;
     for (std::int64_t i = 0; i < experts; ++i)
       grad_gates[i] = static_cast<float>(grad_l_aux * scale[i]);
-    if (rule == GatingRule::top1) {
+    if (!loss.renormalize) {
       for (std::int64_t j = 0; j < k; ++j)
         if (sl[j] >= 0) grad_gates[e[j]] += dw[j];
     } else {

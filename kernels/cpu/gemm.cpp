@@ -1,6 +1,6 @@
 // CPU GEMM family on OpenBLAS (see gemm.hpp). The grouped version loops over groups: each group
 // is one sgemm, which is what a grouped GEMM kernel computes; the CUDA twin launches them as one.
-#include "kernels/gemm.hpp"
+#include "kernels/cpu/gemm.hpp"
 
 #include <cblas.h>
 

@@ -2,13 +2,13 @@
 // per-row loss is then logsumexp − logit[target], read off the argmax entry: that entry's
 // probability is exactly 1 / Σ exp(logit − max), and it is ≥ 1/classes, so unlike
 // −log(prob[target]) it never underflows into an infinite loss for a confidently wrong row.
-#include "kernels/loss.hpp"
+#include "kernels/cpu/loss.hpp"
 
 #include <cmath>
 #include <stdexcept>
 #include <string>
 
-#include "kernels/softmax.hpp"
+#include "kernels/cpu/softmax.hpp"
 
 namespace troupe::cpu {
 namespace {

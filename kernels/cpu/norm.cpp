@@ -2,7 +2,7 @@
 // moment), which stays accurate when |mean| ≫ std, unlike E[x²] − E[x]². Row sums accumulate in
 // double: without -ffast-math a float reduction does not vectorize either, so the serial add chain
 // costs the same, and the mean of a row with a large offset keeps full fp32 accuracy.
-#include "kernels/norm.hpp"
+#include "kernels/cpu/norm.hpp"
 
 #include <cmath>
 #include <stdexcept>

@@ -1,7 +1,7 @@
 // CPU Adam / AdamW step (see optimizer.hpp). The bias corrections are folded into two per-call
 // scalars, as DeepSpeed's CPU Adam does: m̂ / (sqrt(v̂) + eps) = (m / bc1) / (sqrt(v) / sqrt(bc2)
 // + eps), so the element loop is a handful of multiplies and one sqrt.
-#include "kernels/optimizer.hpp"
+#include "kernels/cpu/optimizer.hpp"
 
 #include <cmath>
 #include <stdexcept>

@@ -1,5 +1,5 @@
 // CPU permutation kernels (see permute.hpp): plain row copies and axpys in a fixed loop order.
-#include "kernels/permute.hpp"
+#include "kernels/cpu/permute.hpp"
 
 #include <algorithm>
 

@@ -1,5 +1,5 @@
 // CPU reductions and element-wise helpers (see reduce.hpp).
-#include "kernels/reduce.hpp"
+#include "kernels/cpu/reduce.hpp"
 
 #include <algorithm>
 #include <stdexcept>

@@ -1,6 +1,6 @@
 // CPU row softmax, top-k selection and their backwards (see softmax.hpp). One pass per quantity
 // over a contiguous row; no allocation, so these stay cheap inside attention and the MoE gate.
-#include "kernels/softmax.hpp"
+#include "kernels/cpu/softmax.hpp"
 
 #include <algorithm>
 #include <cmath>

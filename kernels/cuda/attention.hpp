@@ -1,4 +1,4 @@
-// CUDA twin of kernels/attention.hpp's causal self-attention core, fp32, declared without CUDA
+// CUDA twin of kernels/cpu/attention.hpp's causal self-attention core, fp32, declared without CUDA
 // headers (`stream` is a cudaStream_t). Composed like the CPU version: per batch item, the heads'
 // GEMMs run as one strided-batched cuBLASLt call on views of qkv (fp32 arithmetic, no TF32), and a
 // row kernel does the causal softmax (forward) or its backward between them. Shapes, layouts and
@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/attention.hpp"
+#include "kernels/cpu/attention.hpp"
 #include "kernels/cuda/gemm.hpp"
 
 namespace troupe::cuda {

@@ -1,4 +1,4 @@
-// CUDA twins of kernels/conv.hpp, fp32 NCHW, declared without CUDA or cuDNN headers (`stream` is a
+// CUDA twins of kernels/cpu/conv.hpp, fp32 NCHW, declared without CUDA or cuDNN headers (`stream` is a
 // cudaStream_t).
 //
 // Convolution goes through cuDNN (conv_cudnn.cpp), built when the CMake option TROUPE_CUDNN is on;
@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "kernels/conv.hpp"
+#include "kernels/cpu/conv.hpp"
 
 namespace troupe::cuda {
 

@@ -147,28 +147,28 @@ template <bool Fast>
 __device__ float sigmoid(float x) { return div(1.0f, add(1.0f, exp_t<Fast>(-x))); }
 
 template <bool Fast>
-__device__ float act_forward(Activation a, float v) {
+__device__ float act_forward(ActivationFunction a, float v) {
   switch (a) {
-    case Activation::relu:
+    case ActivationFunction::relu:
       return v > 0.0f ? v : 0.0f;
-    case Activation::gelu_tanh: {
+    case ActivationFunction::gelu_tanh: {
       const float cube = mul(mul(mul(kGeluCoeff, v), v), v);
       return mul(mul(0.5f, v), add(1.0f, tanh_t<Fast>(mul(kSqrt2OverPi, add(v, cube)))));
     }
-    case Activation::gelu_erf:
+    case ActivationFunction::gelu_erf:
       return mul(mul(0.5f, v), add(1.0f, erf_t<Fast>(mul(v, kInvSqrt2))));
-    case Activation::silu:
+    case ActivationFunction::silu:
       return mul(v, sigmoid<Fast>(v));
   }
   return 0.0f;
 }
 
 template <bool Fast>
-__device__ float act_backward(Activation a, float v, float dy) {
+__device__ float act_backward(ActivationFunction a, float v, float dy) {
   switch (a) {
-    case Activation::relu:
+    case ActivationFunction::relu:
       return v > 0.0f ? dy : 0.0f;
-    case Activation::gelu_tanh: {
+    case ActivationFunction::gelu_tanh: {
       const float inner = mul(kSqrt2OverPi, add(v, mul(mul(mul(kGeluCoeff, v), v), v)));
       const float t = tanh_t<Fast>(inner);
       const float dinner = mul(kSqrt2OverPi, add(1.0f, mul(mul(mul(3.0f, kGeluCoeff), v), v)));
@@ -176,12 +176,12 @@ __device__ float act_backward(Activation a, float v, float dy) {
       const float right = mul(mul(mul(0.5f, v), sub(1.0f, mul(t, t))), dinner);
       return mul(dy, add(left, right));
     }
-    case Activation::gelu_erf: {
+    case ActivationFunction::gelu_erf: {
       const float cdf = mul(0.5f, add(1.0f, erf_t<Fast>(mul(v, kInvSqrt2))));
       const float pdf = mul(kInvSqrt2Pi, exp_t<Fast>(mul(mul(-0.5f, v), v)));
       return mul(dy, add(cdf, mul(v, pdf)));
     }
-    case Activation::silu: {
+    case ActivationFunction::silu: {
       const float s = sigmoid<Fast>(v);
       return mul(mul(dy, s), add(1.0f, mul(v, sub(1.0f, s))));
     }
@@ -265,7 +265,7 @@ __device__ void store_vec(T* p, const float (&in)[V]) {
 
 // V elements per thread (16-byte accesses for bf16 when n and the pointers allow).
 template <class T, int V>
-__global__ void activation_forward_kernel(Activation a, const T* x, T* y, std::int64_t n) {
+__global__ void activation_forward_kernel(ActivationFunction a, const T* x, T* y, std::int64_t n) {
   constexpr bool fast = sizeof(T) == 2;
   for (std::int64_t i = (blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x) * V;
        i < n; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x * V) {
@@ -278,7 +278,7 @@ __global__ void activation_forward_kernel(Activation a, const T* x, T* y, std::i
 }
 
 template <class T, int V>
-__global__ void activation_backward_kernel(Activation a, const T* x, const T* dy, T* dx,
+__global__ void activation_backward_kernel(ActivationFunction a, const T* x, const T* dy, T* dx,
                                            std::int64_t n) {
   constexpr bool fast = sizeof(T) == 2;
   for (std::int64_t i = (blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x) * V;
@@ -428,7 +428,7 @@ void cast_f16_to_f32(const std::uint16_t* x, float* y, std::int64_t n, void* str
   launch_map(x, y, n, FromF16{}, stream);
 }
 
-void activation_forward(Activation activation, DType dtype, const void* x, void* y, std::int64_t n,
+void activation_forward(ActivationFunction activation, DType dtype, const void* x, void* y, std::int64_t n,
                         void* stream) {
   if (n <= 0) return;
   dispatch_type("activation_forward", dtype, [&](auto t) {
@@ -444,7 +444,7 @@ void activation_forward(Activation activation, DType dtype, const void* x, void*
   TROUPE_CUDA_CHECK_LAUNCH();
 }
 
-void activation_backward(Activation activation, DType dtype, const void* x, const void* dy,
+void activation_backward(ActivationFunction activation, DType dtype, const void* x, const void* dy,
                          void* dx, std::int64_t n, void* stream) {
   if (n <= 0) return;
   dispatch_type("activation_backward", dtype, [&](auto t) {

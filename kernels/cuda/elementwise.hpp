@@ -13,8 +13,8 @@
 
 #include <cstdint>
 
-#include "kernels/activation.hpp"
-#include "kernels/optimizer.hpp"
+#include "kernels/cpu/activation.hpp"
+#include "kernels/cpu/optimizer.hpp"
 #include "memory/dtype.hpp"
 
 namespace troupe::cuda {
@@ -26,10 +26,14 @@ void cast_bf16_to_f32(const std::uint16_t* x, float* y, std::int64_t n, void* st
 void cast_f32_to_f16(const float* x, std::uint16_t* y, std::int64_t n, void* stream);
 void cast_f16_to_f32(const std::uint16_t* x, float* y, std::int64_t n, void* stream);
 
+// Which element-wise function an activation kernel applies (the kernel's own vocabulary; the
+// model's Activation maps onto it).
+enum class ActivationFunction { relu, gelu_tanh, gelu_erf, silu };
+
 // dtype f32 or bf16 for x, y, dy, dx.
-void activation_forward(Activation activation, DType dtype, const void* x, void* y, std::int64_t n,
-                        void* stream);
-void activation_backward(Activation activation, DType dtype, const void* x, const void* dy,
+void activation_forward(ActivationFunction activation, DType dtype, const void* x, void* y,
+                        std::int64_t n, void* stream);
+void activation_backward(ActivationFunction activation, DType dtype, const void* x, const void* dy,
                          void* dx, std::int64_t n, void* stream);
 
 // cpu::adam_step on the device (same argument checks, same per-call scalars computed on the host).
@@ -41,7 +45,7 @@ void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg
 void seeded_uniform(std::uint64_t seed, std::uint64_t noise_stream, std::uint64_t first_draw,
                     float* out, std::int64_t n, float lo, float hi, void* stream);
 
-// Permutation (kernels/permute.hpp's contracts; dtype f32 or bf16 for the rows, fp32 weights).
+// Permutation (kernels/cpu/permute.hpp's contracts; dtype f32 or bf16 for the rows, fp32 weights).
 void permute_rows(DType dtype, const void* x, const std::int64_t* row_token, std::int64_t rows,
                   std::int64_t width, void* out, void* stream);
 // grad_x[s] (+)= Σ_j grad_rows[choice_row[s·k+j]]; accumulate = false overwrites instead (the CPU

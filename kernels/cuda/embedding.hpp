@@ -1,4 +1,4 @@
-// CUDA twins of kernels/embedding.hpp, declared without CUDA headers (`stream` is a cudaStream_t):
+// CUDA twins of kernels/cpu/embedding.hpp, declared without CUDA headers (`stream` is a cudaStream_t):
 // the lookup, and a deterministic scatter-add backward that matches the CPU bit for bit.
 //
 // Backward: the CPU adds dout rows into dtable in index order. Here the ids are sorted stably

@@ -1,5 +1,5 @@
 // CUDA GEMMs through cuBLASLt, declared without CUDA headers: the plain GEMM (row-major, the
-// contract of kernels/gemm.hpp's cpu::gemm) in fp32 or bf16 with fp32 accumulation, and the grouped
+// contract of kernels/cpu/gemm.hpp's cpu::gemm) in fp32 or bf16 with fp32 accumulation, and the grouped
 // linear layer of the experts over variable-size groups, forward and backward (weight gradients
 // too), issued as one cuBLASLt call per group, round-robin over a tunable number of streams.
 //

@@ -1,4 +1,4 @@
-// CUDA twins of kernels/loss.hpp: softmax cross-entropy forward and backward, and the count of
+// CUDA twins of kernels/cpu/loss.hpp: softmax cross-entropy forward and backward, and the count of
 // correct predictions, declared without CUDA headers (`stream` is a cudaStream_t). Nothing here
 // synchronises with the host: the loss and the count are written to device memory.
 //

@@ -1,4 +1,4 @@
-// CUDA twins of kernels/norm.hpp's LayerNorm and RMSNorm, forward and backward, declared without
+// CUDA twins of kernels/cpu/norm.hpp's LayerNorm and RMSNorm, forward and backward, declared without
 // CUDA headers (`stream` is a cudaStream_t). x, y, dy and dx are `dtype` (f32 or bf16, computed in
 // fp32); gamma, beta, the saved statistics and the parameter gradients are always fp32.
 //

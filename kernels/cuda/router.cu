@@ -26,8 +26,6 @@
 namespace troupe::cuda {
 namespace {
 
-using cpu::DropPolicy;
-using cpu::GatingRule;
 
 constexpr int kAssignThreads = 1024;
 constexpr int kItems = 8;  // positions per thread in the ranking pass
@@ -38,12 +36,12 @@ __device__ float exp_f(float x) {
 }
 
 // Choice index of slot-order position p.
-__device__ std::int64_t choice_of(GatingRule rule, std::int64_t p, std::int64_t tokens) {
-  if (rule != GatingRule::top2) return p;
+__device__ std::int64_t choice_of(RouterSelection rule, std::int64_t p, std::int64_t tokens) {
+  if (rule != RouterSelection::top2) return p;
   return p < tokens ? 2 * p : 2 * (p - tokens) + 1;
 }
 
-__global__ void select_kernel(GatingRule rule, const float* logits, const float* gumbel,
+__global__ void select_kernel(RouterSelection rule, const float* logits, const float* gumbel,
                               std::int64_t tokens, std::int64_t experts, std::int64_t k,
                               float* gates, std::int64_t* expert, unsigned long long* counts) {
   const std::int64_t s = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
@@ -62,7 +60,7 @@ __global__ void select_kernel(GatingRule rule, const float* logits, const float*
 
   const float* noise = gumbel ? gumbel + s * experts : nullptr;
   std::int64_t* out = expert + s * k;
-  if (rule == GatingRule::top1) {
+  if (rule == RouterSelection::top1) {
     std::int64_t best = 0;
     float best_v = noise ? __fadd_rn(x[0], noise[0]) : x[0];
     for (std::int64_t e = 1; e < experts; ++e) {
@@ -70,7 +68,7 @@ __global__ void select_kernel(GatingRule rule, const float* logits, const float*
       if (v > best_v) best = e, best_v = v;
     }
     out[0] = best;
-  } else if (rule == GatingRule::top2) {
+  } else if (rule == RouterSelection::top2) {
     std::int64_t first = 0;
     for (std::int64_t e = 1; e < experts; ++e)
       if (x[e] > x[first]) first = e;
@@ -142,7 +140,7 @@ __device__ int block_exclusive_sum(int value, int& total) {
   return before + inclusive - value;
 }
 
-__global__ void assign_kernel(GatingRule rule, const std::int64_t* expert, const float* logits,
+__global__ void assign_kernel(RouterSelection rule, const std::int64_t* expert, const float* logits,
                               const float* priority, bool keyed, std::int64_t tokens,
                               std::int64_t experts, std::int64_t k, std::int64_t capacity,
                               const unsigned long long* counts, std::int32_t* list,
@@ -229,7 +227,7 @@ __global__ void assign_kernel(GatingRule rule, const std::int64_t* expert, const
   }
 }
 
-__global__ void finish_kernel(GatingRule rule, const float* gates, const std::int64_t* expert,
+__global__ void finish_kernel(RouterSelection rule, const float* gates, const std::int64_t* expert,
                               const std::int64_t* slot, const std::int64_t* kept_counts,
                               std::int64_t tokens, std::int64_t experts, std::int64_t k,
                               float* weight, std::int64_t* row_offsets, std::int64_t* choice_row,
@@ -265,7 +263,7 @@ __global__ void finish_kernel(GatingRule rule, const float* gates, const std::in
   for (std::int64_t j = 0; j < k; ++j) {
     const std::int64_t c = s * k + j;
     const float gv = g[expert[c]];
-    weight[c] = slot[c] < 0 ? 0.0f : (rule == GatingRule::top1 ? gv : __fdiv_rn(gv, denom));
+    weight[c] = slot[c] < 0 ? 0.0f : (rule == RouterSelection::top1 ? gv : __fdiv_rn(gv, denom));
   }
 }
 
@@ -273,7 +271,7 @@ __global__ void finish_kernel(GatingRule rule, const float* gates, const std::in
 // l_aux in one block (E is small): for each expert, its count (exp_counts, or first choices only
 // for top-2) and the column sum of the gates in double, then Σ_e column · scale[e] in expert order,
 // scale[e] = count · factor with factor = coef / S² from the host, as the CPU rounds it.
-__global__ void aux_loss_kernel(GatingRule rule, const float* gates, const std::int64_t* expert,
+__global__ void aux_loss_kernel(RouterSelection rule, const float* gates, const std::int64_t* expert,
                                 const std::int64_t* exp_counts, std::int64_t tokens,
                                 std::int64_t experts, std::int64_t k, double factor,
                                 std::int64_t* aux_counts, float* l_aux) {
@@ -283,10 +281,10 @@ __global__ void aux_loss_kernel(GatingRule rule, const float* gates, const std::
     double column = 0.0;
     for (std::int64_t s = threadIdx.x; s < tokens; s += blockDim.x) {
       column += gates[s * experts + e];
-      if (rule == GatingRule::top2) count += expert[s * k] == e;
+      if (rule == RouterSelection::top2) count += expert[s * k] == e;
     }
     column = detail::block_sum(column);
-    count = rule == GatingRule::top2 ? detail::block_sum(count) : exp_counts[e];
+    count = rule == RouterSelection::top2 ? detail::block_sum(count) : exp_counts[e];
     if (threadIdx.x == 0) {
       aux_counts[e] = count;
       total = __dadd_rn(total, __dmul_rn(column, __dmul_rn(static_cast<double>(count), factor)));
@@ -295,7 +293,7 @@ __global__ void aux_loss_kernel(GatingRule rule, const float* gates, const std::
   if (threadIdx.x == 0) *l_aux = static_cast<float>(total);
 }
 
-__global__ void backward_kernel(GatingRule rule, const float* gates, const std::int64_t* expert,
+__global__ void backward_kernel(RouterSelection rule, const float* gates, const std::int64_t* expert,
                                 const std::int64_t* slot, const float* grad_weight,
                                 float grad_l_aux, const std::int64_t* aux_counts, double factor,
                                 std::int64_t tokens, std::int64_t experts, std::int64_t k,
@@ -313,7 +311,7 @@ __global__ void backward_kernel(GatingRule rule, const float* gates, const std::
     if (sl[j] >= 0) kept_sum = __fadd_rn(kept_sum, g[e[j]]);
   const float denom = kept_sum > FLT_EPSILON ? kept_sum : FLT_EPSILON;
   float through = 0.0f;
-  if (rule != GatingRule::top1 && kept_sum >= FLT_EPSILON)
+  if (rule != RouterSelection::top1 && kept_sum >= FLT_EPSILON)
     for (std::int64_t j = 0; j < k; ++j)
       if (sl[j] >= 0) through = __fadd_rn(through, __fmul_rn(dw[j], __fdiv_rn(g[e[j]], denom)));
   // grad_gates, built in place, starting from the l_aux term float(grad_l_aux · scale[i]).
@@ -326,7 +324,7 @@ __global__ void backward_kernel(GatingRule rule, const float* gates, const std::
   for (std::int64_t j = 0; j < k; ++j) {
     if (sl[j] < 0) continue;
     const float add =
-        rule == GatingRule::top1 ? dw[j] : __fdiv_rn(__fsub_rn(dw[j], through), denom);
+        rule == RouterSelection::top1 ? dw[j] : __fdiv_rn(__fsub_rn(dw[j], through), denom);
     dx[e[j]] = __fadd_rn(dx[e[j]], add);
   }
   float dot = 0.0f;
@@ -335,8 +333,8 @@ __global__ void backward_kernel(GatingRule rule, const float* gates, const std::
 }
 
 // coef / S² of l_aux's scale, computed as cpu::aux_scale computes it.
-double aux_factor(GatingRule rule, std::int64_t tokens, std::int64_t experts, std::int64_t k) {
-  const double coef = rule == GatingRule::topk ? static_cast<double>(experts) / k : experts;
+double aux_factor(RouterSelection rule, std::int64_t tokens, std::int64_t experts, std::int64_t k) {
+  const double coef = rule == RouterSelection::topk ? static_cast<double>(experts) / k : experts;
   return coef / (static_cast<double>(tokens) * tokens);
 }
 
@@ -359,7 +357,7 @@ void route(const RouterConfig& cfg, const float* logits, const float* gumbel, co
     throw std::invalid_argument("cuda::route: tokens = " + std::to_string(S) +
                                 ", experts = " + std::to_string(E) + ", k = " + std::to_string(k) +
                                 "; need tokens ≥ 1 and 1 ≤ k ≤ experts");
-  if ((cfg.rule == GatingRule::top1 && k != 1) || (cfg.rule == GatingRule::top2 && k != 2))
+  if ((cfg.rule == RouterSelection::top1 && k != 1) || (cfg.rule == RouterSelection::top2 && k != 2))
     throw std::invalid_argument("cuda::route: k = " + std::to_string(k) +
                                 " does not match the top-1 / top-2 rule");
   if (S * k > INT32_MAX) throw std::invalid_argument("cuda::route: more than 2^31 choices");
@@ -369,13 +367,13 @@ void route(const RouterConfig& cfg, const float* logits, const float* gumbel, co
   auto* list = reinterpret_cast<std::int32_t*>(counts + 4096);
   TROUPE_CUDA_CHECK(cudaMemsetAsync(counts, 0, E * sizeof(unsigned long long), s));
   select_kernel<<<blocks_for(S, kTokenThreads), kTokenThreads, 0, s>>>(
-      cfg.rule, logits, cfg.rule == GatingRule::topk ? nullptr : gumbel, S, E, k, out.gates,
+      cfg.rule, logits, cfg.rule == RouterSelection::topk ? nullptr : gumbel, S, E, k, out.gates,
       out.expert, counts);
   TROUPE_CUDA_CHECK_LAUNCH();
-  const bool keyed = (cfg.rule == GatingRule::top1 && priority != nullptr) ||
-                     (cfg.rule == GatingRule::topk && cfg.drop_policy == DropPolicy::probs);
+  const bool keyed = (cfg.rule == RouterSelection::top1 && priority != nullptr) ||
+                     (cfg.rule == RouterSelection::topk && cfg.keep_highest_logits);
   assign_kernel<<<static_cast<unsigned>(E), kAssignThreads, 0, s>>>(
-      cfg.rule, out.expert, logits, cfg.rule == GatingRule::top1 ? priority : nullptr, keyed, S, E,
+      cfg.rule, out.expert, logits, cfg.rule == RouterSelection::top1 ? priority : nullptr, keyed, S, E,
       k, cfg.capacity, counts, list, out.slot, out.exp_counts, out.kept_counts);
   TROUPE_CUDA_CHECK_LAUNCH();
   finish_kernel<<<blocks_for(S, kTokenThreads), kTokenThreads, (E + 1) * sizeof(std::int64_t), s>>>(
@@ -392,14 +390,14 @@ void route(const RouterConfig& cfg, const float* logits, const float* gumbel, co
   }
 }
 
-void router_backward(cpu::GatingRule rule, const float* gates, const std::int64_t* expert,
+void router_backward(RouterSelection rule, const float* gates, const std::int64_t* expert,
                      const std::int64_t* slot, const float* grad_weight, std::int64_t tokens,
                      std::int64_t experts, std::int64_t k, float* grad_logits, void* stream) {
   router_backward(rule, gates, expert, slot, grad_weight, 0.0f, nullptr, tokens, experts, k,
                   grad_logits, stream);
 }
 
-void router_backward(cpu::GatingRule rule, const float* gates, const std::int64_t* expert,
+void router_backward(RouterSelection rule, const float* gates, const std::int64_t* expert,
                      const std::int64_t* slot, const float* grad_weight, float grad_l_aux,
                      const std::int64_t* aux_counts, std::int64_t tokens, std::int64_t experts,
                      std::int64_t k, float* grad_logits, void* stream) {

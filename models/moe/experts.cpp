@@ -5,8 +5,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/activation.hpp"
-#include "kernels/gemm.hpp"
+#include "kernels/ops/gemm.hpp"
+#include "models/dense_layers.hpp"
 #include "models/moe/tensor_checks.hpp"
 
 namespace troupe {
@@ -87,17 +87,12 @@ Tensor Experts::forward(std::int64_t first, std::int64_t last, const Tensor& row
   saved.offsets = offsets;
   saved.rows = rows;
   saved.hidden_pre = Tensor::empty({n, ffn_});
-  saved.hidden = Tensor::empty({n, ffn_});
   Tensor out = Tensor::empty({n, hidden_});
-  cpu::grouped_linear_forward(
-      rows.data<float>(), offsets.data(), groups, w1_.value.data<float>() + first * ffn_ * hidden_,
-      b1_.value.data<float>() + first * ffn_, saved.hidden_pre.data<float>(), hidden_, ffn_);
-  cpu::activation_forward(activation_, saved.hidden_pre.data<float>(), saved.hidden.data<float>(),
-                          n * ffn_);
-  cpu::grouped_linear_forward(saved.hidden.data<float>(), offsets.data(), groups,
-                              w2_.value.data<float>() + first * hidden_ * ffn_,
-                              b2_.value.data<float>() + first * hidden_, out.data<float>(), ffn_,
-                              hidden_);
+  ops::grouped_linear_forward(ctx_, rows, offsets, w1_.value.slice_rows(first, last),
+                              b1_.value.slice_rows(first, last), saved.hidden_pre);
+  saved.hidden = apply_activation(ctx_, activation_, saved.hidden_pre);
+  ops::grouped_linear_forward(ctx_, saved.hidden, offsets, w2_.value.slice_rows(first, last),
+                              b2_.value.slice_rows(first, last), out);
   return out;
 }
 
@@ -109,24 +104,18 @@ Tensor Experts::backward(std::int64_t first, std::int64_t last, const Tensor& gr
                                 std::to_string(saved.first) + ", " + std::to_string(saved.last) +
                                 "), not [" + std::to_string(first) + ", " + std::to_string(last) +
                                 ")");
-  const std::int64_t n = saved.rows.size(0), groups = last - first;
+  const std::int64_t n = saved.rows.size(0);
   check_shape("Experts::backward", "grad_out_rows", grad_out_rows, {n, hidden_});
 
   Tensor grad_hidden = Tensor::empty({n, ffn_});
-  cpu::grouped_linear_backward(saved.hidden.data<float>(), saved.offsets.data(), groups,
-                               w2_.value.data<float>() + first * hidden_ * ffn_,
-                               grad_out_rows.data<float>(), grad_hidden.data<float>(),
-                               w2_.grad.data<float>() + first * hidden_ * ffn_,
-                               b2_.grad.data<float>() + first * hidden_, ffn_, hidden_);
-  Tensor grad_pre = Tensor::empty({n, ffn_});
-  cpu::activation_backward(activation_, saved.hidden_pre.data<float>(), grad_hidden.data<float>(),
-                           grad_pre.data<float>(), n * ffn_);
+  ops::grouped_linear_backward(ctx_, saved.hidden, saved.offsets, w2_.value.slice_rows(first, last),
+                               grad_out_rows, grad_hidden, w2_.grad.slice_rows(first, last),
+                               b2_.grad.slice_rows(first, last));
+  const Tensor grad_pre = activation_grad(ctx_, activation_, saved.hidden_pre, grad_hidden);
   Tensor grad_rows = Tensor::empty({n, hidden_});
-  cpu::grouped_linear_backward(saved.rows.data<float>(), saved.offsets.data(), groups,
-                               w1_.value.data<float>() + first * ffn_ * hidden_,
-                               grad_pre.data<float>(), grad_rows.data<float>(),
-                               w1_.grad.data<float>() + first * ffn_ * hidden_,
-                               b1_.grad.data<float>() + first * ffn_, hidden_, ffn_);
+  ops::grouped_linear_backward(ctx_, saved.rows, saved.offsets, w1_.value.slice_rows(first, last),
+                               grad_pre, grad_rows, w1_.grad.slice_rows(first, last),
+                               b1_.grad.slice_rows(first, last));
   return grad_rows;
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/exec_context.hpp"
 #include "memory/tensor.hpp"
 #include "models/moe/moe_config.hpp"
 #include "models/moe/moe_init.hpp"
@@ -61,6 +62,7 @@ class Experts {
                   const ExpertActivations& saved);
 
  private:
+  ExecContext ctx_ = cpu_context();
   Experts(const MoEConfig& config, const std::string& names, std::int64_t count,
           std::int64_t first_id, bool is_expert, std::uint64_t init_seed, InitFamily family);
 

@@ -27,9 +27,9 @@ NoisyGatePolicy MoEConfig::noise_policy() const {
        "\" is unknown; allowed: \"None\" (or \"none\"), \"Jitter\", \"RSample\"");
 }
 
-cpu::DropPolicy MoEConfig::drop_policy_kind() const {
-  if (drop_policy == "probs") return cpu::DropPolicy::probs;
-  if (drop_policy == "position") return cpu::DropPolicy::position;
+DropPolicy MoEConfig::drop_policy_kind() const {
+  if (drop_policy == "probs") return DropPolicy::probs;
+  if (drop_policy == "position") return DropPolicy::position;
   fail("drop_policy = \"" + drop_policy + "\" is unknown; allowed: \"probs\", \"position\"");
 }
 

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string>
 
-#include "kernels/activation.hpp"
-#include "kernels/gating.hpp"
+#include "models/activation_kind.hpp"
+#include "models/moe/gating_rule.hpp"
 
 namespace troupe {
 
@@ -38,7 +38,7 @@ struct MoEConfig {
   std::int64_t local_experts() const { return num_experts / ep_size; }
   // The parsed forms of the string options (validate() first).
   NoisyGatePolicy noise_policy() const;
-  cpu::DropPolicy drop_policy_kind() const;
+  DropPolicy drop_policy_kind() const;
 };
 
 }  // namespace troupe

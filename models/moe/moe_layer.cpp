@@ -4,8 +4,8 @@
 #include <stdexcept>
 #include <utility>
 
-#include "kernels/gemm.hpp"
-#include "kernels/softmax.hpp"
+#include "kernels/ops/gemm.hpp"
+#include "kernels/ops/softmax.hpp"
 #include "models/moe/dispatcher.hpp"
 #include "models/moe/moe_init.hpp"
 #include "models/moe/tensor_checks.hpp"
@@ -56,7 +56,7 @@ MoEOutput MoELayer::forward(const Tensor& x, bool training, NoiseSource& noise,
         " but one process holds only its local experts; run the pieces (route, permute, "
         "experts, finish_forward) across the expert-parallel group instead");
   RoutingPlan plan = router_.route(x, training, noise);
-  const Tensor rows = permute_tokens(x, plan);
+  const Tensor rows = permute_tokens(x, plan, ctx_);
   const Tensor expert_out =
       experts_.forward(0, experts_.count(), rows, plan.expert_offsets, st.experts);
   return finish_forward(x, std::move(plan), expert_out, st);
@@ -75,17 +75,16 @@ MoEOutput MoELayer::finish_forward(const Tensor& x, RoutingPlan plan, const Tens
   const std::int64_t d = config_.hidden_size;
   st.plan = std::move(plan);
   st.expert_out = expert_out;
-  MoEOutput result{combine(expert_out, st.plan), st.plan.l_aux, st.plan.exp_counts};
+  MoEOutput result{combine(expert_out, st.plan, ctx_), st.plan.l_aux, st.plan.exp_counts};
   if (!residual_mlp_) return result;
 
   // out = moe(x) · c₀ + mlp(x) · c₁ with [c₀, c₁] = softmax(Linear(d, 2)(x)).
   st.moe_out = result.output;
   st.residual_out = residual_mlp_->forward(0, 1, x, {0, S}, st.residual);
   Tensor logits = Tensor::empty({S, 2});
-  cpu::linear_forward(x.data<float>(), coefficient_weight_.value.data<float>(),
-                      coefficient_bias_.value.data<float>(), logits.data<float>(), S, d, 2);
+  ops::linear_forward(ctx_, x, coefficient_weight_.value, coefficient_bias_.value, logits);
   st.coefficient = Tensor::empty({S, 2});
-  cpu::softmax_forward(logits.data<float>(), st.coefficient.data<float>(), S, 2);
+  ops::softmax_forward(ctx_, logits, st.coefficient);
   result.output = Tensor::empty({S, d});
   float* out = result.output.data<float>();
   const float* moe = st.moe_out.data<float>();
@@ -115,7 +114,8 @@ Tensor MoELayer::begin_backward(const Tensor& grad_out, const Tensor& x,
   }
   Tensor grad_expert_out;
   st.grad_combine_weights = Tensor();
-  combine_backward(grad_moe, st.expert_out, st.plan, grad_expert_out, st.grad_combine_weights);
+  combine_backward(grad_moe, st.expert_out, st.plan, grad_expert_out, st.grad_combine_weights,
+                   ctx_);
   return grad_expert_out;
 }
 
@@ -127,7 +127,7 @@ Tensor MoELayer::end_backward(const Tensor& grad_rows, float grad_l_aux, const T
   if (!st.grad_combine_weights.defined())
     throw std::invalid_argument("MoELayer::end_backward: call begin_backward first");
   Tensor grad_x = Tensor::zeros({S, d});
-  permute_tokens_backward(grad_rows, st.plan, grad_x);
+  permute_tokens_backward(grad_rows, st.plan, grad_x, ctx_);
   router_.backward(st.plan, x, st.grad_combine_weights, grad_l_aux, grad_x);
   if (!residual_mlp_) return grad_x;
 
@@ -152,12 +152,10 @@ Tensor MoELayer::end_backward(const Tensor& grad_rows, float grad_l_aux, const T
     gc[2 * s + 1] = dot_mlp;
   }
   Tensor grad_logits = Tensor::empty({S, 2});
-  cpu::softmax_backward(c, gc, grad_logits.data<float>(), S, 2);
+  ops::softmax_backward(ctx_, st.coefficient, grad_c, grad_logits);
   Tensor grad_x_coef = Tensor::empty({S, d});
-  cpu::linear_backward(x.data<float>(), coefficient_weight_.value.data<float>(),
-                       grad_logits.data<float>(), grad_x_coef.data<float>(),
-                       coefficient_weight_.grad.data<float>(), coefficient_bias_.grad.data<float>(),
-                       S, d, 2);
+  ops::linear_backward(ctx_, x, coefficient_weight_.value, grad_logits, grad_x_coef,
+                       coefficient_weight_.grad, coefficient_bias_.grad);
   add_into(grad_x, grad_x_coef);
   add_into(grad_x, residual_mlp_->backward(0, 1, grad_mlp, st.residual));
   return grad_x;

@@ -74,6 +74,7 @@ class MoELayer {
                       MoEForwardState& st);
 
  private:
+  ExecContext ctx_ = cpu_context();
   MoEConfig config_;
   Router router_;
   Experts experts_;

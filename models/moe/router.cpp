@@ -4,7 +4,8 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "kernels/gemm.hpp"
+#include "kernels/ops/gating.hpp"
+#include "kernels/ops/gemm.hpp"
 #include "models/moe/moe_init.hpp"
 #include "models/moe/tensor_checks.hpp"
 
@@ -58,16 +59,14 @@ RoutingPlan Router::route(const Tensor& x, bool training, NoiseSource& noise) co
   plan.tokens = S;
   plan.experts = E;
   plan.k = k;
-  plan.rule = k == 1   ? cpu::GatingRule::top1
-              : k == 2 ? cpu::GatingRule::top2
-                       : cpu::GatingRule::topk;
+  plan.rule = k == 1 ? GatingRule::top1 : k == 2 ? GatingRule::top2 : GatingRule::topk;
   if (config_.drop_tokens) {
     if (S < config_.min_capacity)
       throw std::invalid_argument(
           "Router::route: S = " + std::to_string(S) +
           " tokens is less than min_capacity = " + std::to_string(config_.min_capacity) +
           " with drop_tokens = true; use a larger micro-batch or lower min_capacity");
-    plan.capacity = cpu::gating_capacity(
+    plan.capacity = ops::gating_capacity(
         S, E, k, training ? config_.capacity_factor : config_.eval_capacity_factor,
         config_.min_capacity);
   }
@@ -80,8 +79,7 @@ RoutingPlan Router::route(const Tensor& x, bool training, NoiseSource& noise) co
     gate_input = jittered(x, plan.jitter);
   }
   Tensor logits = Tensor::empty({S, E});
-  cpu::linear_forward(gate_input.data<float>(), weight_.value.data<float>(), nullptr,
-                      logits.data<float>(), S, d, E);
+  ops::linear_forward(ctx_, gate_input, weight_.value, Tensor(), logits);
 
   plan.gates = Tensor::empty({S, E});
   plan.expert.resize(static_cast<std::size_t>(S * k));
@@ -89,12 +87,8 @@ RoutingPlan Router::route(const Tensor& x, bool training, NoiseSource& noise) co
   plan.exp_counts.resize(static_cast<std::size_t>(E));
   plan.tokens_per_expert.resize(static_cast<std::size_t>(E));
   std::vector<std::int64_t> slot(static_cast<std::size_t>(S * k));
-  const cpu::GatingOutput out{plan.gates.data<float>(),
-                              plan.expert.data(),
-                              plan.weight.data(),
-                              slot.data(),
-                              plan.exp_counts.data(),
-                              plan.tokens_per_expert.data(),
+  const ops::GatingResult out{plan.gates, plan.expert,     plan.weight,
+                              slot,       plan.exp_counts, plan.tokens_per_expert,
                               &plan.l_aux};
   std::vector<float> gumbel;
   const bool sample = (k == 1 && policy == NoisyGatePolicy::rsample) ||
@@ -109,13 +103,12 @@ RoutingPlan Router::route(const Tensor& x, bool training, NoiseSource& noise) co
       priority.resize(static_cast<std::size_t>(S));
       noise.uniform(priority.data(), S, 0.0f, 1.0f);
     }
-    cpu::top1_gating(logits.data<float>(), sample ? gumbel.data() : nullptr,
-                     priority.empty() ? nullptr : priority.data(), S, E, plan.capacity, out);
+    ops::top1_gating(ctx_, logits, gumbel, priority, plan.capacity, out);
   } else if (k == 2) {
-    cpu::top2_gating(logits.data<float>(), sample ? gumbel.data() : nullptr, S, E, plan.capacity,
-                     out);
+    ops::top2_gating(ctx_, logits, gumbel, plan.capacity, out);
   } else {
-    cpu::topk_gating(logits.data<float>(), S, E, k, plan.capacity, config_.drop_policy_kind(), out);
+    ops::topk_gating(ctx_, logits, k, plan.capacity,
+                     config_.drop_policy_kind() == DropPolicy::probs, out);
   }
   index_rows(plan, slot);
   return plan;
@@ -134,14 +127,12 @@ void Router::backward(const RoutingPlan& plan, const Tensor& x, const Tensor& gr
   check_shape("Router::backward", "grad_x", grad_x, {S, d});
 
   Tensor grad_logits = Tensor::empty({S, E});
-  cpu::gating_backward(plan.rule, plan.gates.data<float>(), plan.expert.data(),
-                       plan.choice_row.data(), grad_combine_weights.data<float>(), grad_l_aux, S, E,
-                       plan.k, grad_logits.data<float>());
+  ops::gating_backward(ctx_, gating_loss(plan.rule), plan.gates, plan.expert, plan.choice_row,
+                       grad_combine_weights, grad_l_aux, plan.k, grad_logits);
   const Tensor gate_input = plan.jitter.defined() ? jittered(x, plan.jitter) : x;
   Tensor grad_input = Tensor::empty({S, d});
-  cpu::linear_backward(gate_input.data<float>(), weight_.value.data<float>(),
-                       grad_logits.data<float>(), grad_input.data<float>(),
-                       weight_.grad.data<float>(), nullptr, S, d, E);
+  ops::linear_backward(ctx_, gate_input, weight_.value, grad_logits, grad_input, weight_.grad,
+                       Tensor());
   float* gx = grad_x.data<float>();
   const float* gi = grad_input.data<float>();
   const float* u = plan.jitter.defined() ? plan.jitter.data<float>() : nullptr;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/exec_context.hpp"
 #include "memory/tensor.hpp"
 #include "models/moe/moe_config.hpp"
 #include "models/moe/routing_plan.hpp"
@@ -38,6 +39,7 @@ class Router {
                 float grad_l_aux, Tensor& grad_x);
 
  private:
+  ExecContext ctx_ = cpu_context();
   MoEConfig config_;
   Parameter weight_;  // (E, d)
 };

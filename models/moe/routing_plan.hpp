@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/gating.hpp"
 #include "memory/tensor.hpp"
+#include "models/moe/gating_rule.hpp"
 
 namespace troupe {
 
@@ -18,7 +18,7 @@ struct RoutingPlan {
   std::int64_t experts = 0;    // E, all experts of the layer
   std::int64_t k = 1;          // choices per token
   std::int64_t capacity = -1;  // C; −1 when drop_tokens = false (no capacity at all)
-  cpu::GatingRule rule = cpu::GatingRule::top1;
+  GatingRule rule = GatingRule::top1;
 
   Tensor gates;  // (S, E) softmax of the router logits, fp32
   Tensor

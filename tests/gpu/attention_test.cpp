@@ -1,4 +1,4 @@
-// Causal attention on the GPU against the CPU twin (kernels/attention.hpp), fp32.
+// Causal attention on the GPU against the CPU twin (kernels/cpu/attention.hpp), fp32.
 // Tolerance: normalised mse within 4·(hs^1.5 + 2·T^1.5)²·ε². Each stage is a reduction with the
 // k·ε error of gpu_test::reduction_bound: forward, the scores (k = hs), the softmax sum (k = T) and
 // att·V (k = T); backward, with the CPU's att fed to both sides, dV (k = T), or dP (k = hs), the
@@ -9,7 +9,7 @@
 #include <cmath>
 
 #include "gpu/gpu_test.hpp"
-#include "kernels/attention.hpp"
+#include "kernels/cpu/attention.hpp"
 #include "kernels/cuda/attention.hpp"
 
 using namespace troupe;

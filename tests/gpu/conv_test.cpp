@@ -1,4 +1,4 @@
-// Max-pooling and (with cuDNN) conv2d on the GPU against the CPU twins (kernels/conv.hpp), fp32.
+// Max-pooling and (with cuDNN) conv2d on the GPU against the CPU twins (kernels/cpu/conv.hpp), fp32.
 // Tolerances:
 //   - maxpool forward (y and argmax) and backward: bit for bit (comparisons and one addition to
 //     zero per input). Inputs are small integers, so tied maxima are common.
@@ -9,7 +9,7 @@
 #include <cmath>
 
 #include "gpu/gpu_test.hpp"
-#include "kernels/conv.hpp"
+#include "kernels/cpu/conv.hpp"
 #include "kernels/cuda/conv.hpp"
 
 using namespace troupe;

@@ -13,10 +13,10 @@
 #include <limits>
 
 #include "gpu/gpu_test.hpp"
-#include "kernels/activation.hpp"
+#include "kernels/cpu/activation.hpp"
+#include "kernels/cpu/optimizer.hpp"
+#include "kernels/cpu/permute.hpp"
 #include "kernels/cuda/elementwise.hpp"
-#include "kernels/optimizer.hpp"
-#include "kernels/permute.hpp"
 #include "memory/dtype.hpp"
 #include "models/noise.hpp"
 
@@ -25,6 +25,48 @@ using gpu_test::DeviceBuffer;
 
 namespace {
 
+const char* activation_name(cuda::ActivationFunction a) {
+  switch (a) {
+    case cuda::ActivationFunction::relu:
+      return "relu";
+    case cuda::ActivationFunction::gelu_tanh:
+      return "gelu_tanh";
+    case cuda::ActivationFunction::gelu_erf:
+      return "gelu_erf";
+    case cuda::ActivationFunction::silu:
+      return "silu";
+  }
+  return "?";
+}
+
+// The CPU twin of each activation function the CUDA kernel selects.
+void cpu_activation_forward(cuda::ActivationFunction a, const float* x, float* y, std::int64_t n) {
+  switch (a) {
+    case cuda::ActivationFunction::relu:
+      return cpu::relu_forward(x, y, n);
+    case cuda::ActivationFunction::gelu_tanh:
+      return cpu::gelu_tanh_forward(x, y, n);
+    case cuda::ActivationFunction::gelu_erf:
+      return cpu::gelu_erf_forward(x, y, n);
+    case cuda::ActivationFunction::silu:
+      return cpu::silu_forward(x, y, n);
+  }
+}
+
+void cpu_activation_backward(cuda::ActivationFunction a, const float* x, const float* dy, float* dx,
+                             std::int64_t n) {
+  switch (a) {
+    case cuda::ActivationFunction::relu:
+      return cpu::relu_backward(x, dy, dx, n);
+    case cuda::ActivationFunction::gelu_tanh:
+      return cpu::gelu_tanh_backward(x, dy, dx, n);
+    case cuda::ActivationFunction::gelu_erf:
+      return cpu::gelu_erf_backward(x, dy, dx, n);
+    case cuda::ActivationFunction::silu:
+      return cpu::silu_backward(x, dy, dx, n);
+  }
+}
+
 float from_bits(std::uint32_t b) {
   float f;
   std::memcpy(&f, &b, 4);
@@ -32,17 +74,37 @@ float from_bits(std::uint32_t b) {
 }
 
 std::vector<float> special_and_random_floats(std::size_t random_count) {
-  std::vector<float> v = {0.0f, -0.0f, 1.0f, -1.0f, INFINITY, -INFINITY, NAN, -NAN,
-                          FLT_MIN, -FLT_MIN, FLT_MAX, -FLT_MAX, FLT_TRUE_MIN, 65504.0f, 65520.0f,
-                          65519.99f, 6.1035156e-05f, 5.9604645e-08f, 2.9802322e-08f, 1e-45f,
-                          from_bits(0x7f800001u), from_bits(0xffc00001u), from_bits(0x7fbfffffu)};
+  std::vector<float> v = {0.0f,
+                          -0.0f,
+                          1.0f,
+                          -1.0f,
+                          INFINITY,
+                          -INFINITY,
+                          NAN,
+                          -NAN,
+                          FLT_MIN,
+                          -FLT_MIN,
+                          FLT_MAX,
+                          -FLT_MAX,
+                          FLT_TRUE_MIN,
+                          65504.0f,
+                          65520.0f,
+                          65519.99f,
+                          6.1035156e-05f,
+                          5.9604645e-08f,
+                          2.9802322e-08f,
+                          1e-45f,
+                          from_bits(0x7f800001u),
+                          from_bits(0xffc00001u),
+                          from_bits(0x7fbfffffu)};
   // Every bf16 / f16 rounding boundary class: patterns with all low bits set or exactly halfway.
   for (std::uint32_t e = 0; e < 256; ++e)
-    for (std::uint32_t low : {0x7fffu, 0x8000u, 0x8001u, 0x17fffu, 0x18000u, 0x1000u, 0x0fffu,
-                              0x3000u, 0x1fffu})
+    for (std::uint32_t low :
+         {0x7fffu, 0x8000u, 0x8001u, 0x17fffu, 0x18000u, 0x1000u, 0x0fffu, 0x3000u, 0x1fffu})
       v.push_back(from_bits((e << 23) | low));
   std::mt19937_64 rng(7);
-  for (std::size_t i = 0; i < random_count; ++i) v.push_back(from_bits(static_cast<std::uint32_t>(rng())));
+  for (std::size_t i = 0; i < random_count; ++i)
+    v.push_back(from_bits(static_cast<std::uint32_t>(rng())));
   return v;
 }
 
@@ -91,15 +153,16 @@ void activations_match() {
   const std::vector<float> dy = gpu_test::random_floats(x.size(), rng);
   const std::size_t n = x.size();
   DeviceBuffer<float> dxin(x), ddy(dy), dout(n);
-  for (Activation a : {Activation::relu, Activation::gelu_tanh, Activation::gelu_erf,
-                       Activation::silu}) {
+  for (cuda::ActivationFunction a :
+       {cuda::ActivationFunction::relu, cuda::ActivationFunction::gelu_tanh,
+        cuda::ActivationFunction::gelu_erf, cuda::ActivationFunction::silu}) {
     for (bool backward : {false, true}) {
       std::vector<float> want(n);
       if (backward) {
-        cpu::activation_backward(a, x.data(), dy.data(), want.data(), n);
+        cpu_activation_backward(a, x.data(), dy.data(), want.data(), n);
         cuda::activation_backward(a, DType::f32, dxin.get(), ddy.get(), dout.get(), n, nullptr);
       } else {
-        cpu::activation_forward(a, x.data(), want.data(), n);
+        cpu_activation_forward(a, x.data(), want.data(), n);
         cuda::activation_forward(a, DType::f32, dxin.get(), dout.get(), n, nullptr);
       }
       const auto got = dout.download();
@@ -112,7 +175,8 @@ void activations_match() {
         const double g = backward ? std::abs(dy[i]) : 1.0, v = std::abs(x[i]);
         const double bound = std::ldexp(1.0, -20) * g * (1.0 + v) * (1.0 + v * v) +
                              2.0 * std::ldexp(std::abs(static_cast<double>(want[i])), -23);
-        outside += a == Activation::relu ? d != 0 : std::abs(double(got[i]) - want[i]) > bound;
+        outside += a == cuda::ActivationFunction::relu ? d != 0
+                                                       : std::abs(double(got[i]) - want[i]) > bound;
       }
       std::printf("    %s %s: %zu of %zu bit-identical, worst %lld ulp, %zu outside the bound\n",
                   std::string(activation_name(a)).c_str(), backward ? "backward" : "forward", exact,
@@ -128,9 +192,11 @@ void activations_match() {
     xr[i] = bf16_bits_to_f32(xb[i]);
   }
   DeviceBuffer<std::uint16_t> dxb(xb), dyb(n);
-  for (Activation a : {Activation::relu, Activation::gelu_tanh, Activation::silu}) {
+  for (cuda::ActivationFunction a :
+       {cuda::ActivationFunction::relu, cuda::ActivationFunction::gelu_tanh,
+        cuda::ActivationFunction::silu}) {
     std::vector<float> want(n);
-    cpu::activation_forward(a, xr.data(), want.data(), n);
+    cpu_activation_forward(a, xr.data(), want.data(), n);
     cuda::activation_forward(a, DType::bf16, dxb.get(), dyb.get(), n, nullptr);
     const auto got = dyb.download();
     std::size_t bad = 0;
@@ -249,7 +315,8 @@ void permutation_matches(std::int64_t width) {
     double magnitude = 0.0;
     if (r.choice_row[c] >= 0)
       for (std::int64_t i = 0; i < width; ++i)
-        magnitude += std::abs(grad_out[(c / k) * width + i] * expert_rows[r.choice_row[c] * width + i]);
+        magnitude +=
+            std::abs(grad_out[(c / k) * width + i] * expert_rows[r.choice_row[c] * width + i]);
     const double bound = width * std::ldexp(1.0, -24) * magnitude;
     GPU_CHECK_MSG(std::abs(got_w[c] - gw[c]) <= bound, "grad_weight[%lld] gpu %g cpu %g",
                   static_cast<long long>(c), got_w[c], gw[c]);
@@ -265,12 +332,11 @@ void permutation_matches(std::int64_t width) {
   cpu::unpermute_combine(rows_r.data(), r.choice_row.data(), r.weight.data(), tokens, k, width,
                          y.data());
   DeviceBuffer<std::uint16_t> drows_b(rows_b), dy_b(tokens * width);
-  cuda::unpermute_combine(DType::bf16, drows_b.get(), d_choice_row.get(), d_weight.get(), tokens,
-                          k, width, dy_b.get(), nullptr);
+  cuda::unpermute_combine(DType::bf16, drows_b.get(), d_choice_row.get(), d_weight.get(), tokens, k,
+                          width, dy_b.get(), nullptr);
   const auto got_b = dy_b.download();
   std::size_t bad = 0;
-  for (std::size_t i = 0; i < y.size(); ++i)
-    bad += got_b[i] != f32_to_bf16_bits(y[i]);
+  for (std::size_t i = 0; i < y.size(); ++i) bad += got_b[i] != f32_to_bf16_bits(y[i]);
   GPU_CHECK_MSG(bad == 0, "%zu bf16 combine outputs differ from the rounded CPU result", bad);
 }
 

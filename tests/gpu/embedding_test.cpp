@@ -1,5 +1,5 @@
 // Embedding lookup and its scatter-add backward on the GPU against the CPU twins
-// (kernels/embedding.hpp). Tolerance: bit for bit. The forward is a copy (fp32 and bf16); the
+// (kernels/cpu/embedding.hpp). Tolerance: bit for bit. The forward is a copy (fp32 and bf16); the
 // backward adds each id's gradient rows in index order on both sides (a stable sort on the GPU), so
 // it is the same sequence of fp32 additions. Shapes: heavily repeated ids (one id a third of the
 // batch), ids never used, a width that is not a multiple of the block, and an empty batch.
@@ -7,7 +7,7 @@
 
 #include "gpu/gpu_test.hpp"
 #include "kernels/cuda/embedding.hpp"
-#include "kernels/embedding.hpp"
+#include "kernels/cpu/embedding.hpp"
 
 using namespace troupe;
 using gpu_test::DeviceBuffer;

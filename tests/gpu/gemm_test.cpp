@@ -9,7 +9,7 @@
 
 #include "gpu/gpu_test.hpp"
 #include "kernels/cuda/gemm.hpp"
-#include "kernels/gemm.hpp"
+#include "kernels/cpu/gemm.hpp"
 #include "memory/dtype.hpp"
 
 using namespace troupe;

@@ -1,4 +1,4 @@
-// Softmax cross-entropy and count_correct on the GPU against the CPU twins (kernels/loss.hpp).
+// Softmax cross-entropy and count_correct on the GPU against the CPU twins (kernels/cpu/loss.hpp).
 // Tolerances:
 //   - probs: each is exp(x − max) / Σ, the sum a reduction of length `classes`: normalised mse
 //     within gpu_test::reduction_bound(classes) (k·ε, derived in gpu_test.hpp).
@@ -12,7 +12,7 @@
 
 #include "gpu/gpu_test.hpp"
 #include "kernels/cuda/loss.hpp"
-#include "kernels/loss.hpp"
+#include "kernels/cpu/loss.hpp"
 
 using namespace troupe;
 using gpu_test::DeviceBuffer;

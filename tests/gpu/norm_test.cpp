@@ -1,4 +1,4 @@
-// LayerNorm and RMSNorm on the GPU against the CPU twins (kernels/norm.hpp), fp32 and bf16.
+// LayerNorm and RMSNorm on the GPU against the CPU twins (kernels/cpu/norm.hpp), fp32 and bf16.
 // Tolerances:
 //   - y, dx, mean, rstd come after a row reduction of length cols: normalised mse within
 //     gpu_test::reduction_bound(cols) (derived there from k·ε). The row sums are in double on both
@@ -13,7 +13,7 @@
 
 #include "gpu/gpu_test.hpp"
 #include "kernels/cuda/norm.hpp"
-#include "kernels/norm.hpp"
+#include "kernels/cpu/norm.hpp"
 
 using namespace troupe;
 using gpu_test::DeviceBuffer;

@@ -12,9 +12,9 @@
 #include <cmath>
 
 #include "gpu/gpu_test.hpp"
+#include "kernels/cpu/gating.hpp"
 #include "kernels/cuda/gemm.hpp"
 #include "kernels/cuda/router.hpp"
-#include "kernels/gating.hpp"
 
 using namespace troupe;
 using gpu_test::DeviceBuffer;
@@ -22,10 +22,10 @@ using gpu_test::DeviceBuffer;
 namespace {
 
 struct Case {
-  cpu::GatingRule rule;
+  cuda::RouterSelection rule;
   std::int64_t tokens, experts, k, capacity;  // capacity < 0: dropless
   bool noise, priority, integer_logits;
-  cpu::DropPolicy policy = cpu::DropPolicy::probs;
+  bool keep_highest_logits = true;
 };
 
 void run_case(const Case& tc) {
@@ -63,13 +63,13 @@ void run_case(const Case& tc) {
   const cpu::GatingOutput out{gates.data(),      expert.data(),      weight.data(), slot.data(),
                               exp_counts.data(), kept_counts.data(), &l_aux};
   const float* g_ptr = gumbel.empty() ? nullptr : gumbel.data();
-  if (tc.rule == cpu::GatingRule::top1)
+  if (tc.rule == cuda::RouterSelection::top1)
     cpu::top1_gating(logits.data(), g_ptr, priority.empty() ? nullptr : priority.data(), S, E,
                      tc.capacity, out);
-  else if (tc.rule == cpu::GatingRule::top2)
+  else if (tc.rule == cuda::RouterSelection::top2)
     cpu::top2_gating(logits.data(), g_ptr, S, E, tc.capacity, out);
   else
-    cpu::topk_gating(logits.data(), S, E, k, tc.capacity, tc.policy, out);
+    cpu::topk_gating(logits.data(), S, E, k, tc.capacity, tc.keep_highest_logits, out);
 
   // GPU router.
   DeviceBuffer<float> dgumbel(std::max<std::size_t>(gumbel.size(), 1)),
@@ -82,7 +82,7 @@ void run_case(const Case& tc) {
   DeviceBuffer<char> ws(cuda::router_workspace_bytes(S, k));
   DeviceBuffer<float> d_l_aux(1);
   DeviceBuffer<std::int64_t> d_aux_counts(E);
-  cuda::RouterConfig cfg{tc.rule, S, E, k, tc.capacity, tc.policy};
+  cuda::RouterConfig cfg{tc.rule, S, E, k, tc.capacity, tc.keep_highest_logits};
   const cuda::RouterOutput dout{d_gates.get(), d_expert.get(),     d_weight.get(),
                                 d_slot.get(),  d_exp.get(),        d_kept.get(),
                                 d_off.get(),   d_choice_row.get(), d_row_token.get(),
@@ -134,8 +134,8 @@ void run_case(const Case& tc) {
   DeviceBuffer<std::int64_t> d_cpu_expert(expert), d_cpu_slot(slot);
   for (const float grad_l_aux : {0.0f, 0.75f}) {
     std::vector<float> grad_logits(S * E);
-    cpu::gating_backward(tc.rule, gates.data(), expert.data(), slot.data(), grad_weight.data(),
-                         grad_l_aux, S, E, k, grad_logits.data());
+    cpu::gating_backward(cuda::gating_loss_of(tc.rule), gates.data(), expert.data(), slot.data(),
+                         grad_weight.data(), grad_l_aux, S, E, k, grad_logits.data());
     if (grad_l_aux == 0.0f)
       cuda::router_backward(tc.rule, d_cpu_gates.get(), d_cpu_expert.get(), d_cpu_slot.get(),
                             d_gw.get(), S, E, k, d_grad.get(), nullptr);
@@ -150,8 +150,7 @@ void run_case(const Case& tc) {
 }  // namespace
 
 int main() {
-  using R = cpu::GatingRule;
-  using P = cpu::DropPolicy;
+  using R = cuda::RouterSelection;
   std::vector<gpu_test::Case> cases;
   auto add = [&](const char* name, Case c) { cases.push_back({name, [c] { run_case(c); }}); };
   add("top-1 dropless", {R::top1, 1000, 16, 1, -1, false, false, false});
@@ -169,7 +168,7 @@ int main() {
       {R::topk, 300, 64, 6, -1, false, false, false});
   add("top-3 ties, probs policy, capacity 120", {R::topk, 1001, 8, 3, 120, false, false, true});
   add("top-3 ties, position policy, capacity 120",
-      {R::topk, 1001, 8, 3, 120, false, false, true, P::position});
+      {R::topk, 1001, 8, 3, 120, false, false, true, false});
   add("top-4 large over-full experts (O(n^2) keep), capacity 1500",
       {R::topk, 5000, 8, 4, 1500, false, false, false});
   return gpu_test::run(cases);

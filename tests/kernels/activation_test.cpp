@@ -1,5 +1,6 @@
 // Activations against their textbook formulas in double, and their gradients against central
-// differences of those formulas; SwiGLU likewise; and the name parser.
+// differences of those formulas; SwiGLU likewise. (The activation names are model vocabulary:
+// tests/models/activation_kind_test.cpp.)
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -8,13 +9,33 @@
 #include <vector>
 
 #include "kernel_test_util.hpp"
-#include "kernels/activation.hpp"
+#include "kernels/cpu/activation.hpp"
 
 using namespace troupe;
 using test::central_difference;
 using test::check_close;
 
 namespace {
+
+// The kernels are one function per activation; the tests loop over them through this table.
+enum class Activation { relu, gelu_tanh, gelu_erf, silu };
+
+const char* activation_name(Activation a) {
+  constexpr const char* names[] = {"relu", "gelu_tanh", "gelu_erf", "silu"};
+  return names[static_cast<int>(a)];
+}
+
+void activation_forward(Activation a, const float* x, float* y, std::int64_t n) {
+  constexpr void (*kernels[])(const float*, float*, std::int64_t) = {
+      cpu::relu_forward, cpu::gelu_tanh_forward, cpu::gelu_erf_forward, cpu::silu_forward};
+  kernels[static_cast<int>(a)](x, y, n);
+}
+
+void activation_backward(Activation a, const float* x, const float* dy, float* dx, std::int64_t n) {
+  constexpr void (*kernels[])(const float*, const float*, float*, std::int64_t) = {
+      cpu::relu_backward, cpu::gelu_tanh_backward, cpu::gelu_erf_backward, cpu::silu_backward};
+  kernels[static_cast<int>(a)](x, dy, dx, n);
+}
 
 double reference(Activation activation, double x) {
   const double pi = std::acos(-1.0);
@@ -50,7 +71,7 @@ TEST_CASE("activation forward matches the formulas and backward matches finite d
        {Activation::relu, Activation::gelu_tanh, Activation::gelu_erf, Activation::silu}) {
     DYNAMIC_SECTION(activation_name(activation)) {
       std::vector<float> y(x.size());
-      cpu::activation_forward(activation, x.data(), y.data(), n);
+      activation_forward(activation, x.data(), y.data(), n);
       std::vector<double> y_expected(x.size());
       for (std::size_t i = 0; i < x.size(); ++i) y_expected[i] = reference(activation, x[i]);
       // fp32 evaluation: a few ulps relative (2^-24 ≈ 6e-8 each), plus the cancellation in
@@ -66,7 +87,7 @@ TEST_CASE("activation forward matches the formulas and backward matches finite d
       };
       const auto dx_expected = central_difference(loss, test::to_double(x));
       std::vector<float> dx(x.size());
-      cpu::activation_backward(activation, x.data(), dy.data(), dx.data(), n);
+      activation_backward(activation, x.data(), dy.data(), dx.data(), n);
       // fp32 closed-form derivative with |f'| ≤ 1.13 and |dy| ≤ 2: a few ulps relative; the
       // absolute part is the same 1 ± tanh cancellation as above, now also multiplied by the
       // derivative of the inner polynomial (≈ 0.8·(1 + 0.13·x²) ≈ 6 at |x| = 7) and by |dy|.
@@ -78,8 +99,8 @@ TEST_CASE("activation forward matches the formulas and backward matches finite d
 TEST_CASE("ReLU at exactly 0 gives 0 and a zero gradient (PyTorch's convention)") {
   const float x = 0.0f, dy = 3.0f;
   float y = 1.0f, dx = 1.0f;
-  cpu::activation_forward(Activation::relu, &x, &y, 1);
-  cpu::activation_backward(Activation::relu, &x, &dy, &dx, 1);
+  activation_forward(Activation::relu, &x, &y, 1);
+  activation_backward(Activation::relu, &x, &dy, &dx, 1);
   CHECK(y == 0.0f);
   CHECK(dx == 0.0f);
 }
@@ -114,20 +135,4 @@ TEST_CASE("SwiGLU forward is silu(gate)·up and its gradients match finite diffe
   // |dy·up·silu'| ≤ 2·3·1.1 and |dy·silu| ≤ 2·30: a few fp32 ulps of those magnitudes.
   check_close(dgate, central_difference(loss_of_gate, test::to_double(gate)), 4e-6, 1e-5);
   check_close(dup, central_difference(loss_of_up, test::to_double(up)), 4e-6, 1e-5);
-}
-
-TEST_CASE("parse_activation accepts the documented names and rejects others") {
-  Activation parsed = Activation::relu;
-  CHECK(parse_activation("gelu", parsed));
-  CHECK(parsed == Activation::gelu_tanh);  // GPT-2's GELU is the tanh approximation
-  for (Activation activation :
-       {Activation::relu, Activation::gelu_tanh, Activation::gelu_erf, Activation::silu}) {
-    CHECK(parse_activation(activation_name(activation), parsed));
-    CHECK(parsed == activation);
-  }
-  parsed = Activation::silu;
-  CHECK_FALSE(parse_activation("GELU", parsed));
-  CHECK_FALSE(parse_activation("swish", parsed));
-  CHECK_FALSE(parse_activation("", parsed));
-  CHECK(parsed == Activation::silu);  // a failed parse leaves the output alone
 }

@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "kernels/attention.hpp"
+#include "kernels/cpu/attention.hpp"
 
 using namespace troupe::cpu;
 

@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "kernels/conv.hpp"
+#include "kernels/cpu/conv.hpp"
 
 using namespace troupe::cpu;
 

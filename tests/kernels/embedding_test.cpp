@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "kernel_test_util.hpp"
-#include "kernels/embedding.hpp"
+#include "kernels/cpu/embedding.hpp"
 
 using namespace troupe;
 

@@ -8,14 +8,25 @@
 #include <random>
 #include <vector>
 
-#include "kernels/gating.hpp"
+#include "kernels/cpu/gating.hpp"
 
 using namespace troupe;
-using cpu::DropPolicy;
-using cpu::GatingRule;
 using I = std::vector<std::int64_t>;
 
 namespace {
+
+// The rule names are the model's (models/moe/gating_rule.hpp); the kernels take the GatingLoss
+// each rule maps to, and the reference below is written per rule, so the test keeps both.
+enum class GatingRule { top1, top2, topk };
+
+GatingLoss loss_of(GatingRule rule) {
+  if (rule == GatingRule::top1) return GatingLoss{};
+  if (rule == GatingRule::top2) return GatingLoss{true, true, false};
+  return GatingLoss{true, false, true};
+}
+
+constexpr bool kKeepHighestLogits = true;  // drop policy "probs"
+constexpr bool kKeepFirstTokens = false;   // drop policy "position"
 
 // Owns the arrays one gating call writes.
 struct Routing {
@@ -240,7 +251,7 @@ TEST_CASE("top-k gating (k = 3): drop policies, ties and renormalisation over ke
   Routing r(S, E, k);
 
   SECTION("probs: expert 0 drops the token with its lowest logit (token 3)") {
-    cpu::topk_gating(logits.data(), S, E, k, C, DropPolicy::probs, r.out());
+    cpu::topk_gating(logits.data(), S, E, k, C, kKeepHighestLogits, r.out());
     for (std::int64_t s = 0; s < S; ++s)
       for (std::int64_t j = 0; j < k; ++j) CHECK(r.expert[s * k + j] == expected_experts[s][j]);
     CHECK(r.exp_counts == I{6, 4, 4, 4});
@@ -262,18 +273,18 @@ TEST_CASE("top-k gating (k = 3): drop policies, ties and renormalisation over ke
     CHECK(r.l_aux == Approx(l_aux * E * E / k).epsilon(1e-6));
   }
   SECTION("position: expert 0 drops its last token (token 5)") {
-    cpu::topk_gating(logits.data(), S, E, k, C, DropPolicy::position, r.out());
+    cpu::topk_gating(logits.data(), S, E, k, C, kKeepFirstTokens, r.out());
     CHECK(r.slot[5 * k] == -1);
     CHECK(I{r.slot[0], r.slot[k], r.slot[2 * k], r.slot[3 * k], r.slot[4 * k]} == I{0, 1, 2, 3, 4});
   }
   SECTION("probs ties keep the earlier token") {
     logits[0 * E] = 0.5f;  // tokens 0 and 3 tie for the lowest expert-0 logit: token 3 goes
-    cpu::topk_gating(logits.data(), S, E, k, C, DropPolicy::probs, r.out());
+    cpu::topk_gating(logits.data(), S, E, k, C, kKeepHighestLogits, r.out());
     CHECK(r.slot[0] == 0);
     CHECK(r.slot[3 * k] == -1);
   }
   SECTION("drop_tokens = false keeps all, weights sum to 1 per token") {
-    cpu::topk_gating(logits.data(), S, E, k, -1, DropPolicy::probs, r.out());
+    cpu::topk_gating(logits.data(), S, E, k, -1, kKeepHighestLogits, r.out());
     CHECK(r.kept_counts == r.exp_counts);
     for (std::int64_t s = 0; s < S; ++s)
       CHECK(r.weight[s * k] + r.weight[s * k + 1] + r.weight[s * k + 2] ==
@@ -296,7 +307,7 @@ TEST_CASE("gating_backward equals central differences of the double reference") 
       cpu::top1_gating(logits.data(), nullptr, nullptr, S, E, capacity, r.out());
     if (rule == GatingRule::top2) cpu::top2_gating(logits.data(), nullptr, S, E, capacity, r.out());
     if (rule == GatingRule::topk)
-      cpu::topk_gating(logits.data(), S, E, k, capacity, DropPolicy::probs, r.out());
+      cpu::topk_gating(logits.data(), S, E, k, capacity, kKeepHighestLogits, r.out());
     if (capacity > 0) {  // the test must cover dropped choices
       std::int64_t dropped = 0;
       for (auto s : r.slot) dropped += s < 0;
@@ -306,8 +317,8 @@ TEST_CASE("gating_backward equals central differences of the double reference") 
     for (auto& v : a) v = normal(rng);
     const float b = 0.7f;
     std::vector<float> grad(S * E);
-    cpu::gating_backward(rule, r.gates.data(), r.expert.data(), r.slot.data(), a.data(), b, S, E, k,
-                         grad.data());
+    cpu::gating_backward(loss_of(rule), r.gates.data(), r.expert.data(), r.slot.data(), a.data(), b,
+                         S, E, k, grad.data());
     const std::vector<double> a64(a.begin(), a.end());
     std::vector<double> x(logits.begin(), logits.end());
     for (std::int64_t i = 0; i < S * E; ++i) {
@@ -327,7 +338,7 @@ TEST_CASE("gating_backward equals central differences of the double reference") 
 TEST_CASE("gating kernels reject bad sizes") {
   std::vector<float> logits(8, 0.0f);
   Routing r(4, 2, 2);
-  CHECK_THROWS_AS(cpu::topk_gating(logits.data(), 4, 2, 3, -1, DropPolicy::probs, r.out()),
+  CHECK_THROWS_AS(cpu::topk_gating(logits.data(), 4, 2, 3, -1, kKeepHighestLogits, r.out()),
                   std::invalid_argument);
   CHECK_THROWS_AS(cpu::top1_gating(logits.data(), nullptr, nullptr, 0, 2, -1, r.out()),
                   std::invalid_argument);

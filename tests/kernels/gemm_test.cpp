@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "kernel_test_util.hpp"
-#include "kernels/gemm.hpp"
+#include "kernels/cpu/gemm.hpp"
 
 using namespace troupe;
 using test::random_integers;

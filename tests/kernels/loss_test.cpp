@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "kernel_test_util.hpp"
-#include "kernels/loss.hpp"
+#include "kernels/cpu/loss.hpp"
 
 using namespace troupe;
 using test::check_close;

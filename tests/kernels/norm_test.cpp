@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "kernel_test_util.hpp"
-#include "kernels/norm.hpp"
+#include "kernels/cpu/norm.hpp"
 
 using namespace troupe;
 using test::central_difference;

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "kernel_test_util.hpp"
-#include "kernels/optimizer.hpp"
+#include "kernels/cpu/optimizer.hpp"
 
 using namespace troupe;
 using test::check_close;

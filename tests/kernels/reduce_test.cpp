@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "kernel_test_util.hpp"
-#include "kernels/reduce.hpp"
+#include "kernels/cpu/reduce.hpp"
 
 using namespace troupe;
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "kernel_test_util.hpp"
-#include "kernels/softmax.hpp"
+#include "kernels/cpu/softmax.hpp"
 
 using namespace troupe;
 using test::check_close;

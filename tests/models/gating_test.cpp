@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/ops/gating.hpp"
 #include "models/moe/router.hpp"
 #include "moe_test_util.hpp"
 
@@ -143,7 +144,7 @@ TEST_CASE("Router: the plan's index maps describe an expert-major buffer") {
     const std::int64_t S = 17;
     RecordingNoise noise;
     const RoutingPlan plan = router.route(random_tensor({S, 3}, 4, 2.0f), true, noise);
-    CHECK(plan.capacity == cpu::gating_capacity(S, 5, k, 0.75, 1));
+    CHECK(plan.capacity == ops::gating_capacity(S, 5, k, 0.75, 1));
     std::int64_t kept = 0;
     for (std::int64_t e = 0; e < 5; ++e) {
       CHECK(plan.expert_offsets[e + 1] - plan.expert_offsets[e] == plan.tokens_per_expert[e]);

@@ -49,7 +49,7 @@ if [ "${SKIP_MEMCHECK:-0}" != 1 ]; then
     left=$(( memcheck_end - $(date +%s) ))
     if [ $left -lt 10 ]; then echo "memcheck test_gpu_$t not run (MEMCHECK_BUDGET_S spent)"; continue; fi
     # runtime_test provokes one failing cudaMalloc on purpose: API errors are not memory errors.
-    api=yes; [ $t = runtime ] && api=no
+    api=explicit; [ $t = runtime ] && api=no
     timeout $left compute-sanitizer --tool memcheck --report-api-errors $api --error-exitcode 3 \
       $build/tests/test_gpu_$t \
       > "$out/memcheck-$t.log" 2>&1

@@ -11,17 +11,9 @@
 
 #include <cstdint>
 
+#include "kernels/op_params.hpp"
+
 namespace troupe::cpu {
-
-// Which gating function produced a routing; the backward needs it for the combine weights
-// (top-1: raw probability; top-2 and top-k: renormalised over the kept choices) and for l_aux
-// (top-1: E·Σ me·ce over all choices; top-2: E·Σ me·ce over first choices only;
-// top-k: E/k·Σ me·ce over all choices).
-enum class GatingRule { top1, top2, topk };
-
-// How top-k gating picks the C tokens an over-full expert keeps: "probs" keeps the highest router
-// logits, "position" the first C tokens.
-enum class DropPolicy { probs, position };
 
 // C = max(ceil(S / E · capacity_factor · k), min_capacity). The product is formed in float32 as
 // the reference does (Python float S / E times a float32 tensor), so C matches it at the
@@ -40,10 +32,11 @@ struct GatingOutput {
   float* l_aux;               // scalar load-balancing loss
 };
 
-// Top-1. The expert is argmax(gates), or argmax(logits + gumbel) when gumbel ((S, E), RSample) is
-// given. An over-full expert keeps the C tokens with the highest priority ((S,), RTS) or, when
-// priority is null, its first C tokens. capacity < 0 drops nothing. Slot = rank in position order
-// among the kept tokens of the expert. Ties (equal maxima, equal priorities) go to the lower index.
+// Top-1 (weights are the raw gates; l_aux = E·Σ me·ce over all choices). The expert is
+// argmax(gates), or argmax(logits + gumbel) when gumbel ((S, E), RSample) is given. An over-full
+// expert keeps the C tokens with the highest priority ((S,), RTS) or, when priority is null, its
+// first C tokens. capacity < 0 drops nothing. Slot = rank in position order among the kept tokens
+// of the expert. Ties (equal maxima, equal priorities) go to the lower index.
 void top1_gating(const float* logits, const float* gumbel, const float* priority,
                  std::int64_t tokens, std::int64_t experts, std::int64_t capacity,
                  const GatingOutput& out);
@@ -51,20 +44,23 @@ void top1_gating(const float* logits, const float* gumbel, const float* priority
 // Top-2. First expert = argmax(gates); second = argmax over the other experts of logits + gumbel
 // ((S, E), or null for no sampling). All first choices of an expert take slots before its second
 // choices; a choice whose slot is ≥ capacity is dropped (capacity < 0: none). Weights are the
-// gates renormalised over the kept choices: g / max(Σ kept g, FLT_EPSILON).
+// gates renormalised over the kept choices: g / max(Σ kept g, FLT_EPSILON); l_aux = E·Σ me·ce over
+// first choices only.
 void top2_gating(const float* logits, const float* gumbel, std::int64_t tokens,
                  std::int64_t experts, std::int64_t capacity, const GatingOutput& out);
 
 // General top-k (1 ≤ k ≤ E): the k largest logits, largest first, ties to the lower expert index.
-// An over-full expert keeps the C routed tokens with the largest logit for it (DropPolicy::probs;
-// ties keep the earlier token) or its first C tokens (DropPolicy::position). Slots and weights as
-// for top-2 but in plain position order.
+// An over-full expert keeps the C routed tokens with the largest logit for it (keep_highest_logits;
+// ties keep the earlier token) or else its first C tokens. Slots and weights as for top-2 but in
+// plain position order; l_aux = E/k·Σ me·ce over all choices.
 void topk_gating(const float* logits, std::int64_t tokens, std::int64_t experts, std::int64_t k,
-                 std::int64_t capacity, DropPolicy drop_policy, const GatingOutput& out);
+                 std::int64_t capacity, bool keep_highest_logits, const GatingOutput& out);
 
 // grad_logits (S, E) = ∂(Σ grad_weight · weight + grad_l_aux · l_aux) / ∂logits for the routing in
-// expert / slot (selection and drops are piecewise constant: no gradient). Overwrites grad_logits.
-void gating_backward(GatingRule rule, const float* gates, const std::int64_t* expert,
+// expert / slot (selection and drops are piecewise constant: no gradient). `loss` must be what the
+// forward used (top-1: {}, top-2: {true, true, false}, top-k: {true, false, true}). Overwrites
+// grad_logits.
+void gating_backward(const GatingLoss& loss, const float* gates, const std::int64_t* expert,
                      const std::int64_t* slot, const float* grad_weight, float grad_l_aux,
                      std::int64_t tokens, std::int64_t experts, std::int64_t k, float* grad_logits);
 

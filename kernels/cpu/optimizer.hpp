@@ -7,19 +7,9 @@
 
 #include <cstdint>
 
-namespace troupe {
+#include "kernels/op_params.hpp"
 
-struct AdamParams {
-  float lr = 1e-3f;
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
-  float eps = 1e-8f;
-  float weight_decay = 0.0f;
-  bool adam_w_mode = false;  // false: Adam (L2 into the gradient); true: AdamW (decoupled)
-  bool bias_correction = true;
-};
-
-namespace cpu {
+namespace troupe::cpu {
 
 // One step for n parameters; `step` is the 1-based step count after this update. grad_scale
 // multiplies the gradient first (gradient clipping and loss-scale removal use it). step < 1 or a
@@ -27,5 +17,4 @@ namespace cpu {
 void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, std::int64_t n,
                const AdamParams& hp, std::int64_t step, float grad_scale);
 
-}  // namespace cpu
-}  // namespace troupe
+}  // namespace troupe::cpu

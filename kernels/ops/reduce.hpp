@@ -1,0 +1,17 @@
+// Ops for the reductions and element-wise helpers training needs (kernels/cpu/reduce.hpp). Sums
+// accumulate in double, so a result does not depend on how a buffer is split into chunks.
+#pragma once
+
+#include "kernels/exec_context.hpp"
+#include "memory/tensor.hpp"
+
+namespace troupe::ops {
+
+// Σ x², the gradient-clipping norm's building block.
+double squared_l2_norm(const ExecContext& ctx, const Tensor& x);
+// y += alpha · x (same element count).
+void axpy(const ExecContext& ctx, float alpha, const Tensor& x, const Tensor& y);
+// out = a + b (same shapes; out overwritten).
+void add(const ExecContext& ctx, const Tensor& a, const Tensor& b, const Tensor& out);
+
+}  // namespace troupe::ops
