@@ -5,7 +5,9 @@
 // It uses cuDNN's classic convolution API (cudnnConvolutionForward and friends): still in cuDNN 9,
 // marked deprecated there in favour of the graph API but without warnings unless asked for, and
 // ample for a correctness twin. Algorithms: the fastest deterministic one cuDNN's heuristics list
-// that runs in fp32 FMA math (no TF32), chosen once per shape.
+// that runs in fp32 FMA math (no TF32), chosen once per shape. bf16: bf16 tensors with an fp32
+// convolution compute type (PSEUDO_BFLOAT16), tensor-core math allowed, deterministic algorithms
+// only; the bias add and dbias are conv.cu's kernels (see conv.hpp).
 #include "kernels/cuda/conv.hpp"
 
 #include <stdexcept>
@@ -36,7 +38,7 @@ namespace troupe::cuda {
 namespace {
 
 using ShapeKey = std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                            std::int64_t, std::int64_t>;
+                            std::int64_t, std::int64_t, int>;
 
 // Descriptors and chosen algorithms of one convolution shape.
 struct ConvPlan {
@@ -56,17 +58,18 @@ int to_int(std::int64_t v, const char* what) {
   return static_cast<int>(v);
 }
 
-// The first (fastest by cuDNN's heuristics) deterministic, plain-fp32 algorithm that succeeded.
+// The first (fastest by cuDNN's heuristics) deterministic algorithm that succeeded: plain fp32
+// math for fp32 tensors; for bf16 tensors tensor-core math too, but never one that converts.
 template <class Perf>
-const Perf& pick(const Perf* results, int count, const char* which) {
+const Perf& pick(const Perf* results, int count, const char* which, bool bf16) {
   for (int i = 0; i < count; ++i)
     if (results[i].status == CUDNN_STATUS_SUCCESS &&
         results[i].determinism == CUDNN_DETERMINISTIC &&
-        results[i].mathType != CUDNN_TENSOR_OP_MATH &&
-        results[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
+        results[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
+        (bf16 || results[i].mathType != CUDNN_TENSOR_OP_MATH))
       return results[i];
-  throw std::runtime_error(std::string("cuda::conv2d: cuDNN lists no deterministic fp32 ") + which +
-                           " algorithm for this shape");
+  throw std::runtime_error(std::string("cuda::conv2d: cuDNN lists no deterministic ") +
+                           (bf16 ? "bf16" : "fp32") + " " + which + " algorithm for this shape");
 }
 
 }  // namespace
@@ -114,9 +117,11 @@ struct Dnn::Impl {
     return workspace;
   }
 
-  ConvPlan& plan(const cpu::Conv2dShape& s) {
-    const ShapeKey key{s.batch,        s.in_channels, s.height, s.width,
-                       s.out_channels, s.kernel,      s.padding};
+  ConvPlan& plan(const cpu::Conv2dShape& s, DType dtype) {
+    const ShapeKey key{s.batch,        s.in_channels, s.height,  s.width,
+                       s.out_channels, s.kernel,      s.padding, static_cast<int>(dtype)};
+    const bool bf16 = dtype == DType::bf16;
+    const cudnnDataType_t data = bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     auto it = plans.find(key);
     if (it != plans.end()) return it->second;
     ConvPlan p;
@@ -129,37 +134,36 @@ struct Dnn::Impl {
     TROUPE_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.bias));
     TROUPE_CUDNN_CHECK(cudnnCreateFilterDescriptor(&p.w));
     TROUPE_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p.conv));
-    TROUPE_CUDNN_CHECK(
-        cudnnSetTensor4dDescriptor(p.x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, h, w));
-    TROUPE_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, oc,
+    TROUPE_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.x, CUDNN_TENSOR_NCHW, data, n, c, h, w));
+    TROUPE_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.y, CUDNN_TENSOR_NCHW, data, n, oc,
                                                   to_int(s.out_height(), "out_height"),
                                                   to_int(s.out_width(), "out_width")));
-    TROUPE_CUDNN_CHECK(
-        cudnnSetTensor4dDescriptor(p.bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, oc, 1, 1));
-    TROUPE_CUDNN_CHECK(
-        cudnnSetFilter4dDescriptor(p.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, oc, c, k, k));
-    // The CPU computes a cross-correlation (no kernel flip), stride 1, no dilation.
+    TROUPE_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.bias, CUDNN_TENSOR_NCHW, data, 1, oc, 1, 1));
+    TROUPE_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p.w, data, CUDNN_TENSOR_NCHW, oc, c, k, k));
+    // The CPU computes a cross-correlation (no kernel flip), stride 1, no dilation; the compute
+    // type is fp32 for either tensor type.
     TROUPE_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p.conv, pad, pad, 1, 1, 1, 1,
                                                        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    TROUPE_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, CUDNN_FMA_MATH));
+    TROUPE_CUDNN_CHECK(
+        cudnnSetConvolutionMathType(p.conv, bf16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     constexpr int kMax = 16;
     int found = 0;
     cudnnConvolutionFwdAlgoPerf_t fwd[kMax];
     TROUPE_CUDNN_CHECK(
         cudnnGetConvolutionForwardAlgorithm_v7(handle, p.x, p.w, p.conv, p.y, kMax, &found, fwd));
-    const auto& f = pick(fwd, found, "forward");
+    const auto& f = pick(fwd, found, "forward", bf16);
     p.forward = f.algo;
     p.forward_bytes = f.memory;
     cudnnConvolutionBwdDataAlgoPerf_t bwd_data[kMax];
     TROUPE_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, p.w, p.y, p.conv, p.x,
                                                                    kMax, &found, bwd_data));
-    const auto& bd = pick(bwd_data, found, "backward-data");
+    const auto& bd = pick(bwd_data, found, "backward-data", bf16);
     p.backward_data = bd.algo;
     p.backward_data_bytes = bd.memory;
     cudnnConvolutionBwdFilterAlgoPerf_t bwd_filter[kMax];
     TROUPE_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, p.x, p.y, p.conv, p.w,
                                                                      kMax, &found, bwd_filter));
-    const auto& bf = pick(bwd_filter, found, "backward-filter");
+    const auto& bf = pick(bwd_filter, found, "backward-filter", bf16);
     p.backward_filter = bf.algo;
     p.backward_filter_bytes = bf.memory;
     return plans.emplace(key, p).first->second;
@@ -202,6 +206,12 @@ Dnn::~Dnn() = default;
 
 namespace {
 
+void check_dtype(const char* function, DType dtype) {
+  if (dtype != DType::f32 && dtype != DType::bf16)
+    throw std::invalid_argument(std::string(function) + ": dtype " +
+                                std::string(dtype_name(dtype)) + " not supported (f32 or bf16)");
+}
+
 // cpu::conv2d_*'s shape conditions.
 void check_conv_shape(const char* function, const cpu::Conv2dShape& s) {
   auto at_least = [&](const char* name, std::int64_t value, std::int64_t minimum) {
@@ -226,39 +236,55 @@ void check_conv_shape(const char* function, const cpu::Conv2dShape& s) {
 
 }  // namespace
 
-void conv2d_forward([[maybe_unused]] Dnn& dnn, const cpu::Conv2dShape& s,
-                    [[maybe_unused]] const float* x, [[maybe_unused]] const float* w,
-                    [[maybe_unused]] const float* bias, [[maybe_unused]] float* y,
+void conv2d_forward(Dnn& dnn, const cpu::Conv2dShape& s, const float* x, const float* w,
+                    const float* bias, float* y, void* stream) {
+  conv2d_forward(dnn, DType::f32, s, x, w, bias, y, stream);
+}
+
+void conv2d_backward(Dnn& dnn, const cpu::Conv2dShape& s, const float* x, const float* w,
+                     const float* dy, float* dx, float* dw, float* dbias, void* stream) {
+  conv2d_backward(dnn, DType::f32, s, x, w, dy, dx, dw, dbias, stream);
+}
+
+void conv2d_forward([[maybe_unused]] Dnn& dnn, DType dtype, const cpu::Conv2dShape& s,
+                    [[maybe_unused]] const void* x, [[maybe_unused]] const void* w,
+                    [[maybe_unused]] const void* bias, [[maybe_unused]] void* y,
                     [[maybe_unused]] void* stream) {
+  check_dtype("cuda::conv2d_forward", dtype);
   check_conv_shape("cuda::conv2d_forward", s);
   if (s.batch == 0) return;
 #if TROUPE_HAVE_CUDNN
   Dnn::Impl& impl = dnn.impl();
   const auto st = static_cast<cudaStream_t>(stream);
   TROUPE_CUDNN_CHECK(cudnnSetStream(impl.handle, st));
-  ConvPlan& p = impl.plan(s);
+  ConvPlan& p = impl.plan(s, dtype);
   void* ws = impl.reserve(p.forward_bytes, st);
   const float one = 1.0f, zero = 0.0f;
   TROUPE_CUDNN_CHECK(cudnnConvolutionForward(impl.handle, &one, p.x, x, p.w, w, p.conv, p.forward,
                                              ws, p.forward_bytes, &zero, p.y, y));
-  if (bias) TROUPE_CUDNN_CHECK(cudnnAddTensor(impl.handle, &one, p.bias, bias, &one, p.y, y));
+  if (bias && dtype == DType::bf16)
+    detail::conv_bias_add_bf16(bias, y, s.batch, s.out_channels, s.out_height() * s.out_width(),
+                               stream);
+  else if (bias)
+    TROUPE_CUDNN_CHECK(cudnnAddTensor(impl.handle, &one, p.bias, bias, &one, p.y, y));
 #else
   throw std::runtime_error("cuda::conv2d_forward: this build has no cuDNN (TROUPE_CUDNN=OFF)");
 #endif
 }
 
-void conv2d_backward([[maybe_unused]] Dnn& dnn, const cpu::Conv2dShape& s,
-                     [[maybe_unused]] const float* x, [[maybe_unused]] const float* w,
-                     [[maybe_unused]] const float* dy, [[maybe_unused]] float* dx,
-                     [[maybe_unused]] float* dw, [[maybe_unused]] float* dbias,
+void conv2d_backward([[maybe_unused]] Dnn& dnn, DType dtype, const cpu::Conv2dShape& s,
+                     [[maybe_unused]] const void* x, [[maybe_unused]] const void* w,
+                     [[maybe_unused]] const void* dy, [[maybe_unused]] void* dx,
+                     [[maybe_unused]] void* dw, [[maybe_unused]] void* dbias,
                      [[maybe_unused]] void* stream) {
+  check_dtype("cuda::conv2d_backward", dtype);
   check_conv_shape("cuda::conv2d_backward", s);
   if (s.batch == 0) return;
 #if TROUPE_HAVE_CUDNN
   Dnn::Impl& impl = dnn.impl();
   const auto st = static_cast<cudaStream_t>(stream);
   TROUPE_CUDNN_CHECK(cudnnSetStream(impl.handle, st));
-  ConvPlan& p = impl.plan(s);
+  ConvPlan& p = impl.plan(s, dtype);
   const float one = 1.0f, zero = 0.0f;
   if (dx) {
     void* ws = impl.reserve(p.backward_data_bytes, st);
@@ -272,7 +298,10 @@ void conv2d_backward([[maybe_unused]] Dnn& dnn, const cpu::Conv2dShape& s,
                                                       p.backward_filter, ws,
                                                       p.backward_filter_bytes, &one, p.w, dw));
   }
-  if (dbias)
+  if (dbias && dtype == DType::bf16)
+    detail::conv_bias_grad_bf16(dy, dbias, s.batch, s.out_channels, s.out_height() * s.out_width(),
+                                stream);
+  else if (dbias)
     TROUPE_CUDNN_CHECK(
         cudnnConvolutionBackwardBias(impl.handle, &one, p.y, dy, &one, p.bias, dbias));
 #else
