@@ -17,6 +17,7 @@ namespace {
 
 struct InFlight {
   forward_work work;      // the forward message (batch handles travel on with it)
+  caf::actor came_from;   // gets the backward pass: the stage (replica) that holds its cache
   Tensor x;               // the layer's input [S, d]
   MoEForwardState state;  // router plan, combine and residual activations
   RoutingPlan plan;       // until finish_forward takes it
@@ -37,7 +38,7 @@ struct GateState {
 
 using Self = caf::stateful_actor<GateState>*;
 
-void route_and_dispatch(Self self, const forward_work& msg) {
+void route_and_dispatch(Self self, const forward_work& msg, caf::actor came_from) {
   auto& st = self->state;
   auto [node, inserted] = st.in_flight.try_emplace(msg.key);
   if (!inserted)
@@ -45,6 +46,7 @@ void route_and_dispatch(Self self, const forward_work& msg) {
                            " is already in flight");
   InFlight& f = node->second;
   f.work = msg;
+  f.came_from = std::move(came_from);
   f.x = msg.activation.tensor();
   Tensor rows;
   {
@@ -101,8 +103,9 @@ void finish_backward(Self self, const MicroBatchKey& key, const Tensor& grad_row
     const float grad_l_aux = st.model->aux_loss_coef() * f.work.loss_weight;
     grad_x = st.layer->end_backward(grad_rows, grad_l_aux, f.x, f.state);
   }
+  const caf::actor previous = f.came_from;
   st.in_flight.erase(key);
-  self->send(st.links.previous, backward_work{key, TensorHandle(grad_x), st.ctx.stamp()});
+  self->send(previous, backward_work{key, TensorHandle(grad_x), st.ctx.stamp()});
 }
 
 caf::behavior gate_behavior(Self self, std::shared_ptr<Model> model, std::int64_t layer,
@@ -120,8 +123,11 @@ caf::behavior gate_behavior(Self self, std::shared_ptr<Model> model, std::int64_
       [self](const forward_work& msg) {
         auto& st = self->state;
         st.ctx.received(msg.stamp, "forward_work", msg.key.micro_batch, msg.activation.bytes());
-        st.readiness.consume(self, {msg.activation},
-                             [self, msg] { route_and_dispatch(self, msg); });
+        st.readiness.consume(
+            self, {msg.activation},
+            [self, msg, from = caf::actor_cast<caf::actor>(self->current_sender())] {
+              route_and_dispatch(self, msg, from);
+            });
       },
       [self](const backward_work& msg) {
         auto& st = self->state;

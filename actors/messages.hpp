@@ -142,6 +142,15 @@ struct comm_combined {
   TraceStamp stamp;
 };
 
+// Stage replica → the stage's owner: one micro-batch's gradients of the segment's parameters, in
+// segment_parameters() order, computed apart (models/segment_gradients.hpp); the owner adds them
+// in micro-batch order.
+struct segment_gradients {
+  MicroBatchKey key;
+  std::vector<TensorHandle> gradients;
+  TraceStamp stamp;
+};
+
 // Last segment → scheduler: the micro-batch's loss (cross-entropy only, without l_aux) and the
 // statistics of every MoE layer it passed.
 struct loss_report {
@@ -354,6 +363,7 @@ TROUPE_INSPECT(expert_forward, x.key, x.training, x.rows, x.offsets, x.stamp)
 TROUPE_INSPECT(expert_backward, x.key, x.grad_output, x.stamp)
 TROUPE_INSPECT(expert_output, x.key, x.layer, x.shard, x.backward, x.rows, x.stamp)
 TROUPE_INSPECT(comm_combined, x.key, x.layer, x.backward, x.rows, x.stamp)
+TROUPE_INSPECT(segment_gradients, x.key, x.gradients, x.stamp)
 TROUPE_INSPECT(loss_report, x.key, x.loss, x.correct, x.count, x.stats, x.stamp)
 TROUPE_INSPECT(micro_batch_done, x.key, x.stamp)
 TROUPE_INSPECT(handle_ready, x.token)
@@ -410,6 +420,7 @@ CAF_ADD_TYPE_ID(troupe, (troupe::comm_dispatch))
 CAF_ADD_TYPE_ID(troupe, (troupe::expert_output))
 CAF_ADD_TYPE_ID(troupe, (troupe::comm_combined))
 CAF_ADD_TYPE_ID(troupe, (troupe::moe_stats))
+CAF_ADD_TYPE_ID(troupe, (troupe::segment_gradients))
 CAF_ADD_TYPE_ID(troupe, (troupe::loss_report))
 CAF_ADD_TYPE_ID(troupe, (troupe::micro_batch_done))
 CAF_ADD_TYPE_ID(troupe, (troupe::handle_ready))

@@ -8,13 +8,15 @@
 
 #include "actors/backward_order.hpp"
 #include "actors/readiness_gate.hpp"
+#include "models/segment_gradients.hpp"
 
 namespace troupe {
 namespace {
 
 struct StageState {
-  std::shared_ptr<Model> model;
+  std::shared_ptr<Model> model;  // a replica's own instance (shared values, own gradients)
   std::int64_t segment = 0;
+  StageReplica replica;
   ActorContext ctx;
   pipeline_links links;
   struct InFlight {
@@ -25,32 +27,68 @@ struct StageState {
   std::map<MicroBatchKey, InFlight> in_flight;
   BackwardOrder order;
   ReadinessGate readiness;
+  // The owner's gradient accumulation: per-micro-batch gradients waiting for their turn, and the
+  // micro-batch whose turn it is.
+  std::map<MicroBatchKey, std::vector<Tensor>> waiting;
+  MicroBatchKey next_to_add{-1, 0};
 
   bool is_last() const { return segment == model->num_moe_layers(); }
+  bool is_owner() const { return !replica.owner; }
 };
 
 Tensor scalar(float value) {
   return Tensor::from_vector({value}, {1});
 }
 
+// The owner adds each micro-batch's segment gradients into the parameters' gradients in
+// micro-batch order (models/segment_gradients.hpp), then lets the micro-batch finish.
+void add_in_order(caf::event_based_actor* self, StageState& st, const MicroBatchKey& key,
+                  std::vector<Tensor> grads, const Tensor& grad_input) {
+  if (key.step != st.next_to_add.step) {
+    if (!st.waiting.empty())
+      throw std::logic_error(st.ctx.track + ": step " + std::to_string(key.step) +
+                             " began with gradients of the last step not added");
+    st.next_to_add = MicroBatchKey{key.step, 0};
+  }
+  st.waiting.emplace(key, std::move(grads));
+  for (auto node = st.waiting.find(st.next_to_add); node != st.waiting.end();
+       node = st.waiting.find(st.next_to_add)) {
+    {
+      auto span = st.ctx.span("add_segment_gradients", "compute");
+      add_segment_gradients(*st.model, st.segment, node->second);
+    }
+    const MicroBatchKey done = node->first;
+    st.waiting.erase(node);
+    ++st.next_to_add.micro_batch;
+    if (st.segment == 0) {
+      self->send(st.links.scheduler, micro_batch_done{done, st.ctx.stamp()});
+    } else {
+      // Only segment 0 is replicated, so here `done` is the micro-batch just computed.
+      self->send(st.links.previous, backward_work{done, TensorHandle(grad_input), st.ctx.stamp()});
+    }
+  }
+}
+
 void run_backward(caf::event_based_actor* self, StageState& st, const MicroBatchKey& key,
                   const Tensor& gradient) {
-  st.order.check(key, st.ctx.track);
+  if (st.replica.replicas == 1) st.order.check(key, st.ctx.track);
   auto node = st.in_flight.find(key);
   if (node == st.in_flight.end())
     throw std::logic_error(st.ctx.track + ": backward for unknown micro-batch " +
                            std::to_string(key.micro_batch));
   Tensor grad_input;
+  std::vector<Tensor> grads;
   {
     auto span = st.ctx.span("segment_backward", "compute");
-    grad_input =
-        st.model->backward_segment(st.segment, node->second.batch, gradient, *node->second.cache);
+    grad_input = backward_segment_apart(*st.model, st.segment, node->second.batch, gradient,
+                                        *node->second.cache, grads);
   }
   st.in_flight.erase(node);
-  if (st.segment == 0) {
-    self->send(st.links.scheduler, micro_batch_done{key, st.ctx.stamp()});
+  if (st.is_owner()) {
+    add_in_order(self, st, key, std::move(grads), grad_input);
   } else {
-    self->send(st.links.previous, backward_work{key, TensorHandle(grad_input), st.ctx.stamp()});
+    std::vector<TensorHandle> handles(grads.begin(), grads.end());
+    self->send(st.replica.owner, segment_gradients{key, std::move(handles), st.ctx.stamp()});
   }
 }
 
@@ -87,10 +125,11 @@ void run_forward(caf::event_based_actor* self, StageState& st, const forward_wor
 }
 
 caf::behavior stage_behavior(caf::stateful_actor<StageState>* self, std::shared_ptr<Model> model,
-                             std::int64_t segment, ActorContext ctx) {
+                             std::int64_t segment, StageReplica replica, ActorContext ctx) {
   auto& st = self->state;
   st.model = std::move(model);
   st.segment = segment;
+  st.replica = std::move(replica);
   st.ctx = std::move(ctx);
   st.readiness.set_source(st.ctx.completion);
   return {
@@ -108,6 +147,16 @@ caf::behavior stage_behavior(caf::stateful_actor<StageState>* self, std::shared_
           run_backward(self, self->state, msg.key, msg.gradient.tensor());
         });
       },
+      [self](const segment_gradients& msg) {
+        auto& st = self->state;
+        st.ctx.received(msg.stamp, "segment_gradients", msg.key.micro_batch, 0);
+        std::vector<TensorHandle> inputs = msg.gradients;
+        st.readiness.consume(self, std::move(inputs), [self, msg] {
+          std::vector<Tensor> grads;
+          for (const auto& h : msg.gradients) grads.push_back(h.tensor());
+          add_in_order(self, self->state, msg.key, std::move(grads), Tensor());
+        });
+      },
       [self](const handle_ready&) { self->state.readiness.resume(self); },
   };
 }
@@ -115,8 +164,9 @@ caf::behavior stage_behavior(caf::stateful_actor<StageState>* self, std::shared_
 }  // namespace
 
 caf::actor spawn_stage_actor(caf::actor_system& system, std::shared_ptr<Model> model,
-                             std::int64_t segment, ActorContext context) {
-  return system.spawn(stage_behavior, std::move(model), segment, std::move(context));
+                             std::int64_t segment, ActorContext context, StageReplica replica) {
+  return system.spawn(stage_behavior, std::move(model), segment, std::move(replica),
+                      std::move(context));
 }
 
 }  // namespace troupe

@@ -327,6 +327,11 @@ RuntimeSection parse_runtime(JsonSection& root, const std::string& name,
   } else if (model.has_moe() && model.moe.local_experts() % out.expert_shards != 0) {
     out.expert_shards = 1;  // the default adapts to an odd number of local experts
   }
+  out.stage_replicas = section.integer("stage_replicas", out.stage_replicas, 1, 64);
+  if (out.stage_replicas > out.pipeline_depth)
+    section.fail("stage_replicas", "must be at most runtime.pipeline_depth (" +
+                                       std::to_string(out.pipeline_depth) +
+                                       "): more replicas than micro-batches in flight stay idle");
   out.optimizer_partitions = section.integer("optimizer_partitions", out.optimizer_partitions, 1);
   out.executor = section.choice("executor", "actors", {"actors", "sequential"}) == "actors"
                      ? ExecutorKind::actors

@@ -176,6 +176,9 @@ struct RuntimeSection {
   std::int64_t world_size = 1;
   std::int64_t pipeline_depth = 2;  // micro-batches in flight
   std::int64_t expert_shards = 2;   // expert shard actors per MoE layer; divides local experts
+  // Replicas of the input segment's stage actor: that many micro-batches run it at once (the
+  // CNN's convolutions); results do not depend on it (actors/stage_actor.hpp).
+  std::int64_t stage_replicas = 1;
   // Optimizer partition actors per parameter group (ZeRO stage 1); 1 under stage 0.
   std::int64_t optimizer_partitions = 1;
   ExecutorKind executor = ExecutorKind::actors;

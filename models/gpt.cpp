@@ -383,4 +383,10 @@ Tensor GPT::head_backward(const Tensor& grad_output, const Batch& batch, Cache& 
   return ln_f_.backward(c.x_final, c.ln_f, grad_y);
 }
 
+std::shared_ptr<Model> GPT::make_replica() {
+  auto replica = std::make_shared<GPT>(config_);
+  share_parameter_values(*replica, *this);
+  return replica;
+}
+
 }  // namespace troupe

@@ -96,6 +96,7 @@ class GPT final : public Model {
   Tensor forward_segment(std::int64_t segment, const Batch& batch, const Tensor& moe_output,
                          SegmentCache& cache, bool training) override;
   LossResult loss(const SegmentCache& cache) const override;
+  std::shared_ptr<Model> make_replica() override;
   Tensor backward_segment(std::int64_t segment, const Batch& batch, const Tensor& grad_output,
                           SegmentCache& cache) override;
 

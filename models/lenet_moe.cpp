@@ -233,4 +233,10 @@ Tensor LeNetMoE::head_backward(const Tensor& grad_output, const Batch& batch, Ca
   return fc4_.backward(c.head_input, cross_entropy_grad(ctx_, c.probs, batch.targets, dloss));
 }
 
+std::shared_ptr<Model> LeNetMoE::make_replica() {
+  auto replica = std::make_shared<LeNetMoE>(config_);
+  share_parameter_values(*replica, *this);
+  return replica;
+}
+
 }  // namespace troupe

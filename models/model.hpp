@@ -71,6 +71,15 @@ class Model {
   // returns the gradient of `moe_output` (undefined for segment 0).
   virtual Tensor backward_segment(std::int64_t segment, const Batch& batch,
                                   const Tensor& grad_output, SegmentCache& cache) = 0;
+
+  // A second instance of the same architecture whose parameter values are this model's (the same
+  // storage: it only reads them) and whose gradients are its own, so a replicated stage can run a
+  // segment for another micro-batch on another thread. Models that cannot be replicated throw.
+  virtual std::shared_ptr<Model> make_replica();
 };
+
+// Makes every parameter value of `replica` a view of the same storage as `source`'s, in
+// parameters() order (the two must have the same architecture; std::invalid_argument otherwise).
+void share_parameter_values(Model& replica, Model& source);
 
 }  // namespace troupe

@@ -36,7 +36,20 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
 
   // Stages and gates, then the links between them.
   std::vector<caf::actor> stages, gates;
-  for (std::int64_t s = 0; s <= layers; ++s) {
+  if (options.stage_replicas < 1)
+    throw std::invalid_argument(
+        "runtime.stage_replicas = " + std::to_string(options.stage_replicas) + ": must be >= 1");
+  // Segment 0's replicas: replica 0 owns the segment's gradients, the others run model replicas.
+  std::vector<caf::actor> first_stages;
+  for (std::int64_t r = 0; r < options.stage_replicas; ++r) {
+    StageReplica replica{r, options.stage_replicas, r == 0 ? caf::actor() : first_stages.front()};
+    const std::string track =
+        options.stage_replicas == 1 ? std::string("segment.0") : "segment.0.r" + std::to_string(r);
+    first_stages.push_back(spawn_stage_actor(system_, r == 0 ? model_ : model_->make_replica(), 0,
+                                             context(track), replica));
+  }
+  stages.push_back(first_stages.front());
+  for (std::int64_t s = 1; s <= layers; ++s) {
     stages.push_back(
         spawn_stage_actor(system_, model_, s, context("segment." + std::to_string(s))));
   }
@@ -68,11 +81,16 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
   for (std::int64_t l = 0; l < layers; ++l)
     gates.push_back(spawn_gate_actor(system_, model_, l, comm_, options.seed,
                                      context("gate.l" + std::to_string(l))));
+  all_.insert(all_.end(), first_stages.begin() + 1, first_stages.end());
   all_.insert(all_.end(), stages.begin(), stages.end());
   all_.insert(all_.end(), gates.begin(), gates.end());
 
   PipelineShape shape{options.pipeline_depth, layers, experts_per_layer};
-  pipeline_ = spawn_pipeline_actor(system_, shape, stages.front(), all_, context("scheduler"));
+  pipeline_ = spawn_pipeline_actor(system_, shape, first_stages, all_, context("scheduler"));
+  for (std::size_t r = 1; r < first_stages.size(); ++r) {
+    pipeline_links links{caf::actor(), layers > 0 ? gates.front() : caf::actor(), pipeline_};
+    caf::anon_send(first_stages[r], links);
+  }
   for (std::int64_t s = 0; s <= layers; ++s) {
     pipeline_links links;
     links.previous = s > 0 ? gates[static_cast<std::size_t>(s - 1)] : caf::actor();

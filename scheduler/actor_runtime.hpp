@@ -25,6 +25,7 @@ namespace troupe {
 struct RuntimeOptions {
   std::int64_t pipeline_depth = 2;        // micro-batches in flight
   std::int64_t expert_shards = 1;         // expert shard actors per MoE layer
+  std::int64_t stage_replicas = 1;        // replicas of the input segment's stage actor
   std::int64_t optimizer_partitions = 1;  // per parameter group (non-expert, expert)
   bool offload_optimizer = false;         // ZeRO-Offload: Adam in the offload manager
   AdamParams adam;

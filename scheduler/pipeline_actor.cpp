@@ -12,7 +12,7 @@ namespace {
 
 struct PipelineState {
   PipelineShape shape;
-  caf::actor first_stage;
+  std::vector<caf::actor> first_stages;  // segment 0's replicas
   ActorContext ctx;
 
   // The step in progress.
@@ -42,7 +42,8 @@ void launch_ready(caf::stateful_actor<PipelineState>* self) {
     work.micro_batches = total;
     work.loss_weight = 1.0f / static_cast<float>(total);
     work.stamp = st.ctx.stamp();
-    self->send(st.first_stage, std::move(work));
+    self->send(st.first_stages[static_cast<std::size_t>(m) % st.first_stages.size()],
+               std::move(work));
   }
 }
 
@@ -96,11 +97,11 @@ void fail(caf::stateful_actor<PipelineState>* self, caf::error reason) {
 }
 
 caf::behavior pipeline_behavior(caf::stateful_actor<PipelineState>* self, PipelineShape shape,
-                                caf::actor first_stage, std::vector<caf::actor> members,
-                                ActorContext ctx) {
+                                std::vector<caf::actor> first_stages,
+                                std::vector<caf::actor> members, ActorContext ctx) {
   auto& st = self->state;
   st.shape = shape;
-  st.first_stage = std::move(first_stage);
+  st.first_stages = std::move(first_stages);
   st.ctx = std::move(ctx);
   for (const auto& member : members) self->monitor(member);
   self->set_down_handler([self](const caf::down_msg& down) {
@@ -154,9 +155,9 @@ caf::behavior pipeline_behavior(caf::stateful_actor<PipelineState>* self, Pipeli
 }  // namespace
 
 caf::actor spawn_pipeline_actor(caf::actor_system& system, PipelineShape shape,
-                                caf::actor first_stage, std::vector<caf::actor> members,
-                                ActorContext context) {
-  return system.spawn(pipeline_behavior, shape, std::move(first_stage), std::move(members),
+                                std::vector<caf::actor> first_stages,
+                                std::vector<caf::actor> members, ActorContext context) {
+  return system.spawn(pipeline_behavior, shape, std::move(first_stages), std::move(members),
                       std::move(context));
 }
 

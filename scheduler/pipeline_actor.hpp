@@ -26,10 +26,10 @@ struct PipelineShape {
   std::int64_t experts = 0;  // per layer, for exp_counts
 };
 
-// `first_stage` receives forward_work for segment 0; `members` are every actor of the pipeline
-// (monitored: if one dies the step fails).
+// `first_stages` receive forward_work for segment 0: micro-batch m goes to replica m mod R;
+// `members` are every actor of the pipeline (monitored: if one dies the step fails).
 caf::actor spawn_pipeline_actor(caf::actor_system& system, PipelineShape shape,
-                                caf::actor first_stage, std::vector<caf::actor> members,
-                                ActorContext context);
+                                std::vector<caf::actor> first_stages,
+                                std::vector<caf::actor> members, ActorContext context);
 
 }  // namespace troupe

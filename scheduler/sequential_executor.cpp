@@ -6,6 +6,7 @@
 #include "models/moe/moe_layer.hpp"
 #include "models/noise.hpp"
 #include "models/noise_stream.hpp"
+#include "models/segment_gradients.hpp"
 
 namespace troupe {
 
@@ -52,13 +53,21 @@ step_result SequentialExecutor::run_step(std::int64_t step, bool training,
     out.correct += loss.correct;
     out.count += loss.count;
     if (!training) continue;
-    Tensor g =
-        model_->backward_segment(layers, batch, Tensor::from_vector({loss_weight}, {1}), *cache);
+    // Segment gradients are computed apart and added in micro-batch order, exactly as the actor
+    // runtime's (possibly replicated) stages do (models/segment_gradients.hpp).
+    std::vector<Tensor> grads;
+    auto backward_segment = [&](std::int64_t segment, const Tensor& grad_output) {
+      Tensor grad_input =
+          backward_segment_apart(*model_, segment, batch, grad_output, *cache, grads);
+      add_segment_gradients(*model_, segment, grads);
+      return grad_input;
+    };
+    Tensor g = backward_segment(layers, Tensor::from_vector({loss_weight}, {1}));
     for (std::int64_t l = layers - 1; l >= 0; --l) {
       const auto li = static_cast<std::size_t>(l);
       g = model_->moe_layer(l).backward(g, model_->aux_loss_coef() * loss_weight, inputs[li],
                                         states[li]);
-      g = model_->backward_segment(l, batch, g, *cache);
+      g = backward_segment(l, g);
     }
   }
   out.loss = static_cast<float>(loss_mean / static_cast<double>(total));

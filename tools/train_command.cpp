@@ -85,6 +85,7 @@ int train(RunConfig config, const TrainCommand& command) {
   RuntimeOptions ro;
   ro.pipeline_depth = config.runtime.pipeline_depth;
   ro.expert_shards = config.runtime.expert_shards;
+  ro.stage_replicas = config.runtime.stage_replicas;
   ro.optimizer_partitions = config.runtime.optimizer_partitions;
   ro.offload_optimizer = config.zero_optimization.offload_optimizer.device == OffloadDevice::cpu;
   ro.adam = adam_from(config.optimizer);

@@ -1,7 +1,8 @@
 // The runtime changes when and where, never what: the actor runtime's losses, gradients and
 // parameters after several optimizer steps are bit-identical to the sequential executor's on the
 // CPU, for pipeline depths 1, 2 and 4, with the experts split over several shard actors and the
-// optimizer state over several partitions (and through the offload manager).
+// optimizer state over several partitions (and through the offload manager), and with the input
+// stage replicated.
 #include <catch2/catch.hpp>
 
 #include <cstring>
@@ -108,7 +109,8 @@ Trace run_sequential(std::shared_ptr<Model> model, const std::string& kind,
 }
 
 Trace run_actors(std::shared_ptr<Model> model, const std::string& kind, std::int64_t depth,
-                 std::int64_t shards, std::int64_t partitions, bool offload) {
+                 std::int64_t shards, std::int64_t partitions, bool offload,
+                 std::int64_t replicas = 1) {
   caf::actor_system_config cfg;
   cfg.load<caf::id_block::troupe>();
   caf::actor_system system(cfg);
@@ -117,6 +119,7 @@ Trace run_actors(std::shared_ptr<Model> model, const std::string& kind, std::int
   opt.expert_shards = shards;
   opt.optimizer_partitions = partitions;
   opt.offload_optimizer = offload;
+  opt.stage_replicas = replicas;
   opt.adam.weight_decay = 0.01f;
   opt.adam.adam_w_mode = true;
   opt.seed = kSeed;
@@ -183,6 +186,13 @@ TEST_CASE("LeNet-MoE: actor runtime is bit-identical to the sequential executor"
     INFO("depth " << depth << (noisy ? " with RTS + Jitter" : " top-2"));
     require_identical(reference, run_actors(make_lenet(noisy), "lenet", depth, 2, 2, false));
   }
+  // A replicated input stage: micro-batches run the convolutions at once on model replicas, and
+  // the owner adds their gradients in micro-batch order.
+  for (auto [depth, replicas] : {std::pair{2, 2}, std::pair{4, 3}}) {
+    INFO("depth " << depth << ", " << replicas << " replicas of segment 0");
+    require_identical(reference,
+                      run_actors(make_lenet(noisy), "lenet", depth, 2, 2, false, replicas));
+  }
 }
 
 TEST_CASE("GPT-MoE (two MoE layers): actor runtime is bit-identical, also with ZeRO-Offload") {
@@ -191,4 +201,6 @@ TEST_CASE("GPT-MoE (two MoE layers): actor runtime is bit-identical, also with Z
     INFO("depth " << depth);
     require_identical(reference, run_actors(make_gpt(), "gpt", depth, 4, 3, depth == 2));
   }
+  INFO("depth 2, 2 replicas of segment 0");
+  require_identical(reference, run_actors(make_gpt(), "gpt", 2, 4, 3, false, 2));
 }
