@@ -1,4 +1,4 @@
-// CPU benchmark of the convolution and max-pool kernels (kernels/conv.hpp) at the shapes of
+// CPU benchmark of the convolution and max-pool kernels (kernels/cpu/conv.hpp) at the shapes of
 // models/lenet_moe.cpp on 28×28 images: conv1 5×5 1→6 (28×28 → 24×24), pool 2, conv2 5×5 6→16
 // (12×12 → 8×8), pool 2. The backward passes compute what the model asks for: conv1 only dW and
 // dbias (its input is the image), conv2 also dx.

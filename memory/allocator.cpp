@@ -67,7 +67,6 @@ void* CpuAllocator::allocate(std::size_t bytes) {
   const std::size_t rounded = (bytes + alignment - 1) / alignment * alignment;
   void* ptr = std::aligned_alloc(alignment, rounded == 0 ? alignment : rounded);
   if (ptr == nullptr) throw std::bad_alloc();
-  std::memset(ptr, 0, rounded == 0 ? alignment : rounded);
   return ptr;
 }
 
@@ -146,7 +145,6 @@ void* CachingCpuAllocator::allocate(std::size_t bytes) {
   }
   for (auto& b : overflow) cache_->system.deallocate(b.ptr, b.size, Readiness::done_on_cpu());
   if (reused == nullptr) return cache_->system.allocate(size);
-  std::memset(reused, 0, size);
   return reused;
 }
 

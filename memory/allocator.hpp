@@ -18,7 +18,8 @@ class Allocator {
  public:
   virtual ~Allocator() = default;
   // Returns memory for `bytes` bytes (zero bytes gives a valid, unique, non-null pointer) or
-  // throws std::bad_alloc.
+  // throws std::bad_alloc. The contents are unspecified: clearing is Tensor::zeros's job, so the
+  // many buffers a kernel overwrites completely cost no memset.
   virtual void* allocate(std::size_t bytes) = 0;
   // Gives the block back. `last_use` is the readiness of the last work that touched it (a kernel
   // still running on a stream, a transfer in flight): the block may be handed out again only once
@@ -28,8 +29,7 @@ class Allocator {
   virtual Device device() const = 0;
 };
 
-// Host memory aligned to 64 bytes (a cache line, and an AVX-512 vector), zero-filled so that a
-// fresh gradient buffer or optimizer state needs no separate clear.
+// Host memory aligned to 64 bytes (a cache line, and an AVX-512 vector), not cleared.
 class CpuAllocator final : public Allocator {
  public:
   static constexpr std::size_t alignment = 64;
@@ -50,8 +50,9 @@ class CpuAllocator final : public Allocator {
 // multi-megabyte blocks come from the kernel as untouched pages, and faulting them in cost more
 // than the expert GEMMs' share of an MoE layer on the CPU (measured: bench/moe_layer_bench). Sizes
 // are rounded up to one of four classes per power of two (at most 25% slack) so that blocks are
-// reused across the slightly different row counts routing produces. A reused block is zeroed like a
-// fresh one. Blocks beyond `cache_limit_bytes` of cached memory go straight back to the system.
+// reused across the slightly different row counts routing produces. A reused block keeps whatever
+// its last user wrote (Tensor::empty poisons it in Debug and sanitizer builds). Blocks beyond
+// `cache_limit_bytes` of cached memory go straight back to the system.
 class CachingCpuAllocator final : public Allocator {
  public:
   explicit CachingCpuAllocator(std::size_t cache_limit_bytes = std::size_t{2} << 30);

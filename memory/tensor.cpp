@@ -42,7 +42,26 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Allocator& allocator) {
   TensorDesc desc{shape, contiguous_strides(shape), dtype, allocator.device(), 0};
   auto storage = std::make_shared<Storage>(
       allocator, static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype));
-  return Tensor(std::move(desc), std::move(storage));
+  Tensor t(std::move(desc), std::move(storage));
+  if (empty_is_poisoned() && t.device().is_host()) std::memset(t.raw_data(), 0xFF, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Allocator& allocator) {
+  Tensor t = empty(shape, dtype, allocator);
+  if (!t.device().is_host())
+    throw std::logic_error("Tensor::zeros: no fill for " + to_string(t.device()) +
+                           " in this build");
+  std::memset(t.raw_data(), 0, t.nbytes());
+  return t;
+}
+
+bool Tensor::empty_is_poisoned() {
+#ifdef TROUPE_POISON_EMPTY
+  return true;
+#else
+  return false;
+#endif
 }
 
 Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape) {

@@ -39,10 +39,18 @@ class Tensor {
   Tensor() = default;
   Tensor(TensorDesc desc, std::shared_ptr<Storage> storage);
 
-  // A new zero-filled contiguous tensor.
+  // A new contiguous tensor whose contents are unspecified: for outputs a kernel overwrites
+  // completely (that is the point, no clearing pass). In Debug and sanitizer builds
+  // (TROUPE_POISON_EMPTY) host memory is filled with 0xFF bytes, a NaN in every float dtype (and
+  // −1 in the integer ones), so code that reads before writing shows up in the tests.
   static Tensor empty(const Shape& shape, DType dtype = DType::f32,
                       Allocator& allocator = cpu_allocator());
-  static Tensor zeros(const Shape& shape, DType dtype = DType::f32) { return empty(shape, dtype); }
+  // A new contiguous zero-filled tensor: for anything accumulated into (`+=` gradients, optimizer
+  // state, scatter-add outputs).
+  static Tensor zeros(const Shape& shape, DType dtype = DType::f32,
+                      Allocator& allocator = cpu_allocator());
+  // Whether this build poisons Tensor::empty (see above).
+  static bool empty_is_poisoned();
   static Tensor from_vector(const std::vector<float>& values, const Shape& shape);
 
   bool defined() const { return storage_ != nullptr; }
