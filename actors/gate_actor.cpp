@@ -21,6 +21,7 @@ struct InFlight {
   Tensor x;               // the layer's input [S, d]
   MoEForwardState state;  // router plan, combine and residual activations
   RoutingPlan plan;       // until finish_forward takes it
+  TensorHandle carry;     // the backward carry passing through to the segment before
 };
 
 struct GateState {
@@ -84,6 +85,7 @@ void combine_and_dispatch_backward(Self self, const backward_work& msg) {
   auto& st = self->state;
   st.order.check(msg.key, st.ctx.track);
   InFlight& f = st.in_flight.at(msg.key);
+  f.carry = msg.carry;
   Tensor grad_rows;
   {
     auto span = st.ctx.span("combine_backward", "compute");
@@ -104,8 +106,9 @@ void finish_backward(Self self, const MicroBatchKey& key, const Tensor& grad_row
     grad_x = st.layer->end_backward(grad_rows, grad_l_aux, f.x, f.state);
   }
   const caf::actor previous = f.came_from;
+  const TensorHandle carry = f.carry;
   st.in_flight.erase(key);
-  self->send(previous, backward_work{key, TensorHandle(grad_x), st.ctx.stamp()});
+  self->send(previous, backward_work{key, TensorHandle(grad_x), carry, st.ctx.stamp()});
 }
 
 caf::behavior gate_behavior(Self self, std::shared_ptr<Model> model, std::int64_t layer,

@@ -33,14 +33,6 @@ struct TraceStamp {
   double sent_us = 0.0;
 };
 
-// A micro-batch's saved activations (the model's SegmentCache), created by segment 0 and shared
-// by every dense stage the micro-batch passes: a transformer's residual stream crosses the MoE
-// layers. Like a TensorHandle it is a reference, never a copy. It is process-local: serialized,
-// it carries nothing (a rank that receives a micro-batch from another keeps its own cache).
-struct CacheHandle {
-  std::shared_ptr<SegmentCache> cache;
-};
-
 // ---- the micro-batch pipeline ------------------------------------------------------------------
 
 // Gate → scheduler (piggybacked on the forward messages, see forward_work::stats): routing
@@ -62,7 +54,9 @@ struct forward_work {
   TensorHandle inputs;             // the micro-batch's inputs (segment 0 reads them)
   TensorHandle targets;            // the micro-batch's targets (the last segment reads them)
   TensorHandle activation;         // output of the previous stage (undefined for segment 0)
-  CacheHandle cache;               // created by segment 0
+  // What else the next segment needs from the previous one (Model::forward_carry: a
+  // transformer's residual stream); the gates pass it through. Caches stay with their stages.
+  TensorHandle carry;
   // d(step loss) / d(this micro-batch's loss): 1 / micro-batches, so gradients are averaged over
   // gradient accumulation steps as DeepSpeed does.
   float loss_weight = 1.0f;
@@ -84,6 +78,7 @@ struct pipeline_links {
 struct backward_work {
   MicroBatchKey key;
   TensorHandle gradient;
+  TensorHandle carry;  // Model::backward_carry, passed through the gates to the segment before
   TraceStamp stamp;
 };
 
@@ -322,15 +317,6 @@ typename Inspector::result_type inspect(Inspector& f, TensorDesc& x) {
            x.offset, load);
 }
 
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, CacheHandle& x) {
-  auto load = caf::meta::load_callback([&]() -> caf::error {
-    x.cache.reset();
-    return caf::none;
-  });
-  return f(caf::meta::type_name("CacheHandle"), load);
-}
-
 // A handle serializes as its descriptor; a deserialized handle describes the tensor (shape,
 // dtype, device) and holds no bytes until the transport delivers them.
 template <class Inspector>
@@ -354,9 +340,9 @@ TROUPE_INSPECT(MicroBatchKey, x.step, x.micro_batch)
 TROUPE_INSPECT(TraceStamp, x.from, x.sent_us)
 TROUPE_INSPECT(moe_stats, x.key, x.layer, x.l_aux, x.exp_counts, x.dropped)
 TROUPE_INSPECT(forward_work, x.key, x.training, x.micro_batches, x.inputs, x.targets, x.activation,
-               x.cache, x.loss_weight, x.stats, x.stamp)
+               x.carry, x.loss_weight, x.stats, x.stamp)
 TROUPE_INSPECT(pipeline_links, x.previous, x.next, x.scheduler)
-TROUPE_INSPECT(backward_work, x.key, x.gradient, x.stamp)
+TROUPE_INSPECT(backward_work, x.key, x.gradient, x.carry, x.stamp)
 TROUPE_INSPECT(comm_dispatch, x.key, x.micro_batches, x.training, x.layer, x.backward, x.rows,
                x.expert_offsets, x.stamp)
 TROUPE_INSPECT(expert_forward, x.key, x.training, x.rows, x.offsets, x.stamp)

@@ -21,7 +21,7 @@ struct StageState {
   pipeline_links links;
   struct InFlight {
     Batch batch;
-    std::shared_ptr<SegmentCache> cache;
+    std::unique_ptr<SegmentCache> cache;  // this stage's own
     float loss_weight = 1.0f;
   };
   std::map<MicroBatchKey, InFlight> in_flight;
@@ -43,7 +43,7 @@ Tensor scalar(float value) {
 // The owner adds each micro-batch's segment gradients into the parameters' gradients in
 // micro-batch order (models/segment_gradients.hpp), then lets the micro-batch finish.
 void add_in_order(caf::event_based_actor* self, StageState& st, const MicroBatchKey& key,
-                  std::vector<Tensor> grads, const Tensor& grad_input) {
+                  std::vector<Tensor> grads, const Tensor& grad_input, const Tensor& carry) {
   if (key.step != st.next_to_add.step) {
     if (!st.waiting.empty())
       throw std::logic_error(st.ctx.track + ": step " + std::to_string(key.step) +
@@ -64,28 +64,32 @@ void add_in_order(caf::event_based_actor* self, StageState& st, const MicroBatch
       self->send(st.links.scheduler, micro_batch_done{done, st.ctx.stamp()});
     } else {
       // Only segment 0 is replicated, so here `done` is the micro-batch just computed.
-      self->send(st.links.previous, backward_work{done, TensorHandle(grad_input), st.ctx.stamp()});
+      self->send(st.links.previous, backward_work{done, TensorHandle(grad_input),
+                                                  TensorHandle(carry), st.ctx.stamp()});
     }
   }
 }
 
 void run_backward(caf::event_based_actor* self, StageState& st, const MicroBatchKey& key,
-                  const Tensor& gradient) {
+                  const Tensor& gradient, const Tensor& carry_in) {
   if (st.replica.replicas == 1) st.order.check(key, st.ctx.track);
   auto node = st.in_flight.find(key);
   if (node == st.in_flight.end())
     throw std::logic_error(st.ctx.track + ": backward for unknown micro-batch " +
                            std::to_string(key.micro_batch));
-  Tensor grad_input;
+  Tensor grad_input, carry_out;
   std::vector<Tensor> grads;
   {
     auto span = st.ctx.span("segment_backward", "compute");
-    grad_input = backward_segment_apart(*st.model, st.segment, node->second.batch, gradient,
-                                        *node->second.cache, grads);
+    SegmentCache& cache = *node->second.cache;
+    if (carry_in.defined()) st.model->accept_backward_carry(st.segment, cache, carry_in);
+    grad_input =
+        backward_segment_apart(*st.model, st.segment, node->second.batch, gradient, cache, grads);
+    carry_out = st.model->backward_carry(st.segment, cache);
   }
   st.in_flight.erase(node);
   if (st.is_owner()) {
-    add_in_order(self, st, key, std::move(grads), grad_input);
+    add_in_order(self, st, key, std::move(grads), grad_input, carry_out);
   } else {
     std::vector<TensorHandle> handles(grads.begin(), grads.end());
     self->send(st.replica.owner, segment_gradients{key, std::move(handles), st.ctx.stamp()});
@@ -95,20 +99,21 @@ void run_backward(caf::event_based_actor* self, StageState& st, const MicroBatch
 void run_forward(caf::event_based_actor* self, StageState& st, const forward_work& msg) {
   auto& entry = st.in_flight[msg.key];
   entry.batch = Batch{msg.inputs.tensor(), msg.targets.tensor()};
-  entry.cache =
-      msg.cache.cache ? msg.cache.cache : std::shared_ptr<SegmentCache>(st.model->make_cache());
+  entry.cache = st.model->make_cache();  // private: what crosses stages travels as `carry`
   entry.loss_weight = msg.loss_weight;
   Tensor moe_output = msg.activation.valid() ? msg.activation.tensor() : Tensor();
   Tensor out;
   {
     auto span = st.ctx.span("segment_forward", "compute");
+    if (msg.carry.valid())
+      st.model->accept_forward_carry(st.segment, *entry.cache, msg.carry.tensor());
     out =
         st.model->forward_segment(st.segment, entry.batch, moe_output, *entry.cache, msg.training);
   }
   if (!st.is_last()) {
     forward_work next = msg;
     next.activation = TensorHandle(out);
-    next.cache.cache = entry.cache;
+    next.carry = TensorHandle(st.model->forward_carry(st.segment, *entry.cache));
     next.stamp = st.ctx.stamp();
     if (!msg.training) st.in_flight.erase(msg.key);
     self->send(st.links.next, std::move(next));
@@ -118,7 +123,7 @@ void run_forward(caf::event_based_actor* self, StageState& st, const forward_wor
   self->send(st.links.scheduler,
              loss_report{msg.key, loss.loss, loss.correct, loss.count, msg.stats, st.ctx.stamp()});
   if (msg.training) {
-    run_backward(self, st, msg.key, scalar(entry.loss_weight));
+    run_backward(self, st, msg.key, scalar(entry.loss_weight), Tensor());
   } else {
     st.in_flight.erase(msg.key);
   }
@@ -137,14 +142,15 @@ caf::behavior stage_behavior(caf::stateful_actor<StageState>* self, std::shared_
       [self](const forward_work& msg) {
         auto& st = self->state;
         st.ctx.received(msg.stamp, "forward_work", msg.key.micro_batch, msg.activation.bytes());
-        st.readiness.consume(self, {msg.inputs, msg.targets, msg.activation},
+        st.readiness.consume(self, {msg.inputs, msg.targets, msg.activation, msg.carry},
                              [self, msg] { run_forward(self, self->state, msg); });
       },
       [self](const backward_work& msg) {
         auto& st = self->state;
         st.ctx.received(msg.stamp, "backward_work", msg.key.micro_batch, msg.gradient.bytes());
-        st.readiness.consume(self, {msg.gradient}, [self, msg] {
-          run_backward(self, self->state, msg.key, msg.gradient.tensor());
+        st.readiness.consume(self, {msg.gradient, msg.carry}, [self, msg] {
+          run_backward(self, self->state, msg.key, msg.gradient.tensor(),
+                       msg.carry.valid() ? msg.carry.tensor() : Tensor());
         });
       },
       [self](const segment_gradients& msg) {
@@ -154,7 +160,7 @@ caf::behavior stage_behavior(caf::stateful_actor<StageState>* self, std::shared_
         st.readiness.consume(self, std::move(inputs), [self, msg] {
           std::vector<Tensor> grads;
           for (const auto& h : msg.gradients) grads.push_back(h.tensor());
-          add_in_order(self, self->state, msg.key, std::move(grads), Tensor());
+          add_in_order(self, self->state, msg.key, std::move(grads), Tensor(), Tensor());
         });
       },
       [self](const handle_ready&) { self->state.readiness.resume(self); },

@@ -254,6 +254,7 @@ ModelSection parse_model(JsonSection& root) {
     out.image_channels = section.integer("image_channels", 0, 1);
     out.image_height = section.integer("image_height", 0, 1);
     out.image_width = section.integer("image_width", 0, 1);
+    out.conv1_padding = section.integer("conv1_padding", 0, 0, 8);
     out.n_embd = section.integer("n_embd", 84, 1);
     out.ffn_hidden_size = section.integer("ffn_hidden_size", out.n_embd, 1);
     out.activation = parse_activation(section, "relu");

@@ -120,6 +120,9 @@ struct ModelSection {
   std::int64_t image_channels = 0;
   std::int64_t image_height = 0;
   std::int64_t image_width = 0;
+  // Zero padding of the first convolution: 2 on 28×28 images gives fc1 the 16·5·5 = 400 features
+  // DeepSpeed's CIFAR net sees on 32×32 ones.
+  std::int64_t conv1_padding = 0;
 
   // gpt_moe / gpt_dense. vocab_size 0 = set from the data's character vocabulary (known only once
   // the text is read: the executor fills it in).

@@ -233,6 +233,7 @@ LayerResults run_actors(caf::actor_system& system, const std::shared_ptr<Model>&
   for (std::int64_t m = 0; m < kMicroBatches; ++m)
     self->send(gate, backward_work{MicroBatchKey{kStep, m},
                                    TensorHandle(gradients[static_cast<std::size_t>(m)]),
+                                   {},
                                    driver.context().stamp()});
   driver.receive(kMicroBatches, [&](const backward_work& back) {
     driver.context().received(back.stamp, "backward_work", back.key.micro_batch,

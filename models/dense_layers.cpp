@@ -96,10 +96,11 @@ Tensor Linear::backward(const Tensor& x, const Tensor& dy, bool need_dx) {
 // ---- Conv2d ------------------------------------------------------------------------------------
 
 Conv2d::Conv2d(const std::string& name, std::int64_t in_channels, std::int64_t out_channels,
-               std::int64_t kernel)
+               std::int64_t kernel, std::int64_t padding)
     : in_channels_(in_channels),
       out_channels_(out_channels),
       kernel_(kernel),
+      padding_(padding),
       weight_(make_parameter(name + ".weight",
                              {positive("Conv2d " + name, "out_channels", out_channels),
                               positive("Conv2d " + name, "in_channels", in_channels),
@@ -122,18 +123,19 @@ Tensor Conv2d::forward(const Tensor& x) const {
   if (x.dim() != 4 || x.size(1) != in_channels_)
     throw std::invalid_argument(weight_.name + " input: shape " + shape_string(x.shape()) +
                                 ", expected [N, " + std::to_string(in_channels_) + ", H, W]");
-  Tensor y =
-      Tensor::empty({x.size(0), out_channels_, x.size(2) - kernel_ + 1, x.size(3) - kernel_ + 1});
-  ops::conv2d_forward(ctx_, x, weight_.value, bias_.value, y);
+  Tensor y = Tensor::empty({x.size(0), out_channels_, x.size(2) + 2 * padding_ - kernel_ + 1,
+                            x.size(3) + 2 * padding_ - kernel_ + 1});
+  ops::conv2d_forward(ctx_, x, weight_.value, bias_.value, y, padding_);
   return y;
 }
 
 Tensor Conv2d::backward(const Tensor& x, const Tensor& dy, bool need_dx) {
   require_tensor(dy, DType::f32,
-                 {x.size(0), out_channels_, x.size(2) - kernel_ + 1, x.size(3) - kernel_ + 1},
+                 {x.size(0), out_channels_, x.size(2) + 2 * padding_ - kernel_ + 1,
+                  x.size(3) + 2 * padding_ - kernel_ + 1},
                  weight_.name + " output gradient");
   Tensor dx = need_dx ? Tensor::empty(x.shape()) : Tensor();
-  ops::conv2d_backward(ctx_, x, weight_.value, dy, dx, weight_.grad, bias_.grad);
+  ops::conv2d_backward(ctx_, x, weight_.value, dy, dx, weight_.grad, bias_.grad, padding_);
   return dx;
 }
 

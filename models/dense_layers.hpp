@@ -62,11 +62,12 @@ class Linear {
   Parameter bias_;
 };
 
-// 2-D convolution, stride 1, no padding, with bias: weight [OC, C, K, K], bias [OC].
+// 2-D convolution, stride 1, zero padding `padding` on each side, with bias: weight [OC, C, K, K],
+// bias [OC].
 class Conv2d {
  public:
   Conv2d(const std::string& name, std::int64_t in_channels, std::int64_t out_channels,
-         std::int64_t kernel);
+         std::int64_t kernel, std::int64_t padding = 0);
 
   Parameter& weight() { return weight_; }
   Parameter& bias() { return bias_; }
@@ -75,13 +76,13 @@ class Conv2d {
   void init_pytorch(std::mt19937_64& rng);
   void append_parameters(std::vector<Parameter*>& out);
 
-  // x [N, C, H, W] → [N, OC, H − K + 1, W − K + 1].
+  // x [N, C, H, W] → [N, OC, H + 2·padding − K + 1, W + 2·padding − K + 1].
   Tensor forward(const Tensor& x) const;
   Tensor backward(const Tensor& x, const Tensor& dy, bool need_dx);
 
  private:
   ExecContext ctx_ = cpu_context();
-  std::int64_t in_channels_, out_channels_, kernel_;
+  std::int64_t in_channels_, out_channels_, kernel_, padding_;
   Parameter weight_;
   Parameter bias_;
 };

@@ -389,4 +389,35 @@ std::shared_ptr<Model> GPT::make_replica() {
   return replica;
 }
 
+// The residual x_mid of block s leaves segment s (s < L) and is added to MoE layer s's output in
+// segment s + 1; its gradient goes the other way. Without MoE layers there is one segment and
+// nothing to carry.
+Tensor GPT::forward_carry(std::int64_t segment, const SegmentCache& cache) const {
+  check_segment("GPT::forward_carry", segment);
+  if (!config_.use_moe || segment == last_segment()) return Tensor();
+  const Cache& c = cache_cast<const Cache>(cache, "GPT::forward_carry");
+  return c.blocks[static_cast<std::size_t>(segment)].x_mid;
+}
+
+void GPT::accept_forward_carry(std::int64_t segment, SegmentCache& cache, const Tensor& carry) {
+  check_segment("GPT::accept_forward_carry", segment);
+  if (!config_.use_moe || segment == 0) return;
+  Cache& c = cache_cast<Cache>(cache, "GPT::accept_forward_carry");
+  c.blocks[static_cast<std::size_t>(segment - 1)].x_mid = carry;
+}
+
+Tensor GPT::backward_carry(std::int64_t segment, const SegmentCache& cache) const {
+  check_segment("GPT::backward_carry", segment);
+  if (!config_.use_moe || segment == 0) return Tensor();
+  const Cache& c = cache_cast<const Cache>(cache, "GPT::backward_carry");
+  return c.blocks[static_cast<std::size_t>(segment - 1)].grad_x_mid;
+}
+
+void GPT::accept_backward_carry(std::int64_t segment, SegmentCache& cache, const Tensor& carry) {
+  check_segment("GPT::accept_backward_carry", segment);
+  if (!config_.use_moe || segment == last_segment()) return;
+  Cache& c = cache_cast<Cache>(cache, "GPT::accept_backward_carry");
+  c.blocks[static_cast<std::size_t>(segment)].grad_x_mid = carry;
+}
+
 }  // namespace troupe

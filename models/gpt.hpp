@@ -97,6 +97,13 @@ class GPT final : public Model {
                          SegmentCache& cache, bool training) override;
   LossResult loss(const SegmentCache& cache) const override;
   std::shared_ptr<Model> make_replica() override;
+  // The residual stream x_mid of block s − 1 and its gradient cross MoE layer s − 1 this way.
+  Tensor forward_carry(std::int64_t segment, const SegmentCache& cache) const override;
+  void accept_forward_carry(std::int64_t segment, SegmentCache& cache,
+                            const Tensor& carry) override;
+  Tensor backward_carry(std::int64_t segment, const SegmentCache& cache) const override;
+  void accept_backward_carry(std::int64_t segment, SegmentCache& cache,
+                             const Tensor& carry) override;
   Tensor backward_segment(std::int64_t segment, const Batch& batch, const Tensor& grad_output,
                           SegmentCache& cache) override;
 

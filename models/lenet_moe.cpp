@@ -12,9 +12,9 @@ namespace {
 
 constexpr std::int64_t kKernel = 5, kConv1Channels = 6, kConv2Channels = 16, kFc1Width = 120;
 
-// Spatial size after conv 5×5 → pool 2 → conv 5×5 → pool 2.
-std::int64_t pooled_extent(std::int64_t extent) {
-  return ((extent - kKernel + 1) / 2 - kKernel + 1) / 2;
+// Spatial size after conv 5×5 (zero padding `padding`) → pool 2 → conv 5×5 → pool 2.
+std::int64_t pooled_extent(std::int64_t extent, std::int64_t padding) {
+  return ((extent + 2 * padding - kKernel + 1) / 2 - kKernel + 1) / 2;
 }
 
 [[noreturn]] void config_error(const std::string& field, const std::string& value,
@@ -39,6 +39,8 @@ MoEConfig lenet_default_moe_config() {
 
 void LeNetMoEConfig::validate() const {
   if (channels < 1) config_error("channels", std::to_string(channels), "must be >= 1");
+  if (conv1_padding < 0 || conv1_padding > 8)
+    config_error("conv1_padding", std::to_string(conv1_padding), "must be between 0 and 8");
   // The second pool needs a 2×2 input: (H − 4) / 2 − 4 ≥ 2.
   if (height < 16) config_error("height", std::to_string(height), "must be >= 16");
   if (width < 16) config_error("width", std::to_string(width), "must be >= 16");
@@ -49,7 +51,8 @@ void LeNetMoEConfig::validate() const {
 }
 
 std::int64_t LeNetMoEConfig::flat_features() const {
-  return kConv2Channels * pooled_extent(height) * pooled_extent(width);
+  return kConv2Channels * pooled_extent(height, conv1_padding) *
+         pooled_extent(width, conv1_padding);
 }
 
 // Saved activations of one micro-batch; names follow the layers that produced them.
@@ -64,7 +67,7 @@ struct LeNetMoE::Cache final : SegmentCache {
 
 LeNetMoE::LeNetMoE(const LeNetMoEConfig& config)
     : config_(validated(config)),
-      conv1_("conv1", config.channels, kConv1Channels, kKernel),
+      conv1_("conv1", config.channels, kConv1Channels, kKernel, config.conv1_padding),
       conv2_("conv2", kConv1Channels, kConv2Channels, kKernel),
       fc1_("fc1", config.flat_features(), kFc1Width, true),
       fc2_("fc2", kFc1Width, config.moe.hidden_size, true),

@@ -31,6 +31,7 @@ MoEConfig lenet_default_moe_config();
 
 struct LeNetMoEConfig {
   std::int64_t channels = 1, height = 28, width = 28, num_classes = 10;
+  std::int64_t conv1_padding = 0;  // zero padding of conv1 (2 on 28×28 gives fc1 16·5·5 inputs)
   bool use_moe = true;
   MoEConfig moe = lenet_default_moe_config();  // its hidden/ffn sizes and activation shape fc3
   float aux_loss_coef = 0.01f;

@@ -9,6 +9,15 @@ std::shared_ptr<Model> Model::make_replica() {
   throw std::logic_error(name() + " cannot be replicated (runtime.stage_replicas must be 1)");
 }
 
+Tensor Model::forward_carry(std::int64_t, const SegmentCache&) const {
+  return Tensor();
+}
+void Model::accept_forward_carry(std::int64_t, SegmentCache&, const Tensor&) {}
+Tensor Model::backward_carry(std::int64_t, const SegmentCache&) const {
+  return Tensor();
+}
+void Model::accept_backward_carry(std::int64_t, SegmentCache&, const Tensor&) {}
+
 void share_parameter_values(Model& replica, Model& source) {
   const auto to = replica.parameters();
   const auto from = source.parameters();

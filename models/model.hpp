@@ -72,6 +72,18 @@ class Model {
   virtual Tensor backward_segment(std::int64_t segment, const Batch& batch,
                                   const Tensor& grad_output, SegmentCache& cache) = 0;
 
+  // What crosses an MoE layer beside the layer's input — a transformer's residual stream — so that
+  // every stage keeps a cache of its own and the rest travels in messages. After
+  // forward_segment(s), forward_carry(s, cache) goes to segment s + 1, which takes it with
+  // accept_forward_carry(s + 1, its cache, carry) before its forward; after backward_segment(s),
+  // backward_carry(s, cache) goes to segment s − 1, which takes it with accept_backward_carry
+  // before its backward. The defaults carry nothing (the segments share no state).
+  virtual Tensor forward_carry(std::int64_t segment, const SegmentCache& cache) const;
+  virtual void accept_forward_carry(std::int64_t segment, SegmentCache& cache, const Tensor& carry);
+  virtual Tensor backward_carry(std::int64_t segment, const SegmentCache& cache) const;
+  virtual void accept_backward_carry(std::int64_t segment, SegmentCache& cache,
+                                     const Tensor& carry);
+
   // A second instance of the same architecture whose parameter values are this model's (the same
   // storage: it only reads them) and whose gradients are its own, so a replicated stage can run a
   // segment for another micro-batch on another thread. Models that cannot be replicated throw.

@@ -99,6 +99,7 @@ RunSetup build_run(RunConfig& config) {
     c.channels = m.image_channels;
     c.height = m.image_height;
     c.width = m.image_width;
+    c.conv1_padding = m.conv1_padding;
     c.num_classes = m.num_classes;
     c.use_moe = m.has_moe();
     c.moe = moe_config_from(config);

@@ -57,7 +57,7 @@ TEST_CASE_METHOD(system_fixture, "every message type round-trips") {
   round_trip(stats);
   round_trip(forward_work{
       key, true, 4, handle({2, 4}), handle({2}), handle({2, 8}), {}, 0.25f, {stats}, stamp});
-  round_trip(backward_work{key, handle({4, 8}), stamp});
+  round_trip(backward_work{key, handle({4, 8}), handle({4, 8}), stamp});
   round_trip(comm_dispatch{key, 4, true, 1, false, handle({5, 8}), {0, 2, 5}, stamp});
   round_trip(expert_forward{key, false, handle({5, 8}), {0, 2, 5}, stamp});
   round_trip(expert_backward{key, handle({5, 8}), stamp});
