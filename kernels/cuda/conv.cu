@@ -14,6 +14,7 @@
 #include <string>
 #include <type_traits>
 
+#include "kernels/cuda/element_access.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/conv.hpp"
 #include "kernels/cuda/reduce.cuh"
@@ -23,18 +24,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ float load(const float* p, std::int64_t i) {
-  return p[i];
-}
-__device__ float load(const __nv_bfloat16* p, std::int64_t i) {
-  return __bfloat162float(p[i]);
-}
-__device__ void store(float* p, std::int64_t i, float v) {
-  p[i] = v;
-}
-__device__ void store(__nv_bfloat16* p, std::int64_t i, float v) {
-  p[i] = __float2bfloat16_rn(v);
-}
 
 template <class T>
 __global__ void maxpool_forward_kernel(const T* x, T* y, std::int32_t* argmax, std::int64_t outputs,

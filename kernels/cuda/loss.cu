@@ -12,6 +12,7 @@
 #include <string>
 #include <type_traits>
 
+#include "kernels/cuda/element_access.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/loss.hpp"
 #include "kernels/cuda/reduce.cuh"
@@ -22,18 +23,6 @@ namespace {
 constexpr int kRowThreads = 256;
 constexpr int kSumThreads = 1024;
 
-__device__ float load(const float* p, std::int64_t i) {
-  return p[i];
-}
-__device__ float load(const __nv_bfloat16* p, std::int64_t i) {
-  return __bfloat162float(p[i]);
-}
-__device__ void store(float* p, std::int64_t i, float v) {
-  p[i] = v;
-}
-__device__ void store(__nv_bfloat16* p, std::int64_t i, float v) {
-  p[i] = __float2bfloat16_rn(v);
-}
 
 __device__ float exp_f(float x) {
   return static_cast<float>(exp(static_cast<double>(x)));

@@ -10,6 +10,7 @@
 #include <string>
 #include <type_traits>
 
+#include "kernels/cuda/element_access.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/norm.hpp"
 #include "kernels/cuda/reduce.cuh"
@@ -20,18 +21,6 @@ namespace {
 constexpr int kRowThreads = 256;
 constexpr int kColumnThreads = 128;
 
-__device__ float load(const float* p, std::int64_t i) {
-  return p[i];
-}
-__device__ float load(const __nv_bfloat16* p, std::int64_t i) {
-  return __bfloat162float(p[i]);
-}
-__device__ void store(float* p, std::int64_t i, float v) {
-  p[i] = v;
-}
-__device__ void store(__nv_bfloat16* p, std::int64_t i, float v) {
-  p[i] = __float2bfloat16_rn(v);
-}
 
 // float(1 / sqrt(sq · inv_cols + eps)), every double operation rounded as the CPU rounds it.
 __device__ float inverse_std(double sq, double inv_cols, float eps) {

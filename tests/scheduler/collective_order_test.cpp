@@ -11,27 +11,15 @@
 
 #include <caf/all.hpp>
 
-#include "models/gpt.hpp"
 #include "scheduler/actor_runtime.hpp"
+#include "test_util/small_gpt.hpp"
 
 using namespace troupe;
 
 namespace {
 
 std::shared_ptr<Model> make_gpt() {
-  GPTConfig c;
-  c.vocab_size = 11;
-  c.seq_len = 8;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 8;
-  c.ffn_hidden_size = 8;
-  c.use_moe = true;
-  c.moe.num_experts = 4;
-  c.moe.k = 2;
-  c.moe.min_capacity = 2;
-  c.init_seed = 3;
-  return std::make_shared<GPT>(c);
+  return test::make_small_moe_gpt();
 }
 
 run_step make_step(std::int64_t micro_batches) {
