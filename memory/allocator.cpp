@@ -59,6 +59,7 @@ struct CpuAllocator::Parked {
   }
 };
 
+CpuAllocator::CpuAllocator() = default;
 CpuAllocator::~CpuAllocator() = default;
 
 void* CpuAllocator::allocate(std::size_t bytes) {

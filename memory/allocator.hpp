@@ -38,6 +38,7 @@ class CpuAllocator final : public Allocator {
   // call once its use has completed.
   void deallocate(void* ptr, std::size_t bytes, const Readiness& last_use) noexcept override;
   Device device() const override { return Device::cpu(); }
+  CpuAllocator();
   ~CpuAllocator() override;
 
  private:

@@ -97,13 +97,22 @@ constexpr bool matches(DType d) {
 }
 }  // namespace
 
+namespace {
+// Host code may touch only host bytes: a device tensor read or written here is a clear error, not a
+// crash (copies to and from a GPU go through the CUDA backend's copy stream).
+void require_host(const TensorDesc& d, const char* function) {
+  if (!d.device.is_host())
+    throw std::logic_error(std::string(function) + ": the tensor lives on " + to_string(d.device) +
+                           ", not in host memory; copy it to the host first");
+}
+}  // namespace
+
 template <class T>
 T* Tensor::data() const {
   if (!matches<std::remove_const_t<T>>(desc_.dtype))
     throw std::logic_error("Tensor::data: element type does not match dtype " +
                            std::string(dtype_name(desc_.dtype)));
-  if (!desc_.device.is_host())
-    throw std::logic_error("Tensor::data: tensor lives on " + to_string(desc_.device));
+  require_host(desc_, "Tensor::data");
   if (!desc_.is_contiguous()) throw std::logic_error("Tensor::data: tensor is not contiguous");
   return static_cast<T*>(raw_data());
 }
@@ -147,6 +156,8 @@ void Tensor::copy_from(const Tensor& other) {
     throw std::invalid_argument("Tensor::copy_from: " + shape_string(other.shape()) + " " +
                                 std::string(dtype_name(other.dtype())) + " into " +
                                 shape_string(shape()) + " " + std::string(dtype_name(dtype())));
+  require_host(desc_, "Tensor::copy_from");
+  require_host(other.desc_, "Tensor::copy_from");
   if (!desc_.is_contiguous() || !other.desc_.is_contiguous())
     throw std::logic_error("Tensor::copy_from: both tensors must be contiguous");
   if (nbytes() > 0) std::memmove(raw_data(), other.raw_data(), nbytes());
@@ -158,6 +169,7 @@ void Tensor::fill(float value) {
 }
 
 std::vector<float> Tensor::to_vector() const {
+  require_host(desc_, "Tensor::to_vector");
   if (!desc_.is_contiguous()) throw std::logic_error("Tensor::to_vector: tensor is not contiguous");
   std::vector<float> out(static_cast<std::size_t>(numel()));
   convert(raw_data(), dtype(), out.data(), DType::f32, out.size());

@@ -149,3 +149,31 @@ TEST_CASE("a storage hands the readiness of its last recorded use back to its al
   CHECK(allocator.cached_bytes() == 2 * CachingCpuAllocator::size_class(4096));
   allocator.release_cached();
 }
+
+namespace {
+// Host memory that says it is on a GPU: stands in for device memory on machines without one.
+class PretendDeviceAllocator final : public Allocator {
+ public:
+  void* allocate(std::size_t bytes) override { return inner_.allocate(bytes); }
+  void deallocate(void* ptr, std::size_t bytes, const Readiness& last_use) noexcept override {
+    inner_.deallocate(ptr, bytes, last_use);
+  }
+  Device device() const override { return Device::cuda(0); }
+
+ private:
+  CpuAllocator inner_;
+};
+}  // namespace
+
+TEST_CASE("host access to a device tensor is a clear error, not a crash") {
+  PretendDeviceAllocator device;
+  Tensor t = Tensor::empty({2, 3}, DType::f32, device);
+  Tensor host = Tensor::zeros({2, 3});
+  CHECK(t.device() == Device::cuda(0));
+  CHECK_THROWS_WITH(t.data<float>(), Catch::Contains("lives on cuda:0"));
+  CHECK_THROWS_WITH(t.to_vector(), Catch::Contains("lives on cuda:0"));
+  CHECK_THROWS_WITH(host.copy_from(t), Catch::Contains("lives on cuda:0"));
+  CHECK_THROWS_WITH(t.copy_from(host), Catch::Contains("lives on cuda:0"));
+  CHECK_THROWS_WITH(t.clone(), Catch::Contains("lives on cuda:0"));
+  CHECK_THROWS_AS(Tensor::zeros({2}, DType::f32, device), std::logic_error);
+}
