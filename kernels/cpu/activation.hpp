@@ -12,9 +12,9 @@ namespace troupe::cpu {
 
 void relu_forward(const float* x, float* y, std::int64_t n, int threads = 1);
 void relu_backward(const float* x, const float* dy, float* dx, std::int64_t n, int threads = 1);
-// GPT-2's tanh approximation, evaluated as x · sigmoid(2u) = 0.5 · x · (1 + tanh(u)) with a
-// polynomial exp that the compiler vectorises (within 2 ulp of expf): glibc's tanhf is a
-// scalar call per element and was most of the MoE layer's non-GEMM time.
+// GPT-2's tanh approximation, evaluated as x · sigmoid(2u) = 0.5 · x · (1 + tanh(u)) with Cephes'
+// polynomial expf, which the compiler vectorises: glibc's tanhf is a scalar call per element and
+// was most of the MoE layer's non-GEMM time.
 void gelu_tanh_forward(const float* x, float* y, std::int64_t n, int threads = 1);
 void gelu_tanh_backward(const float* x, const float* dy, float* dx, std::int64_t n,
                         int threads = 1);
