@@ -9,7 +9,8 @@
 //
 // Before timing it checks the layer against a naive double-precision per-token loop on a small
 // shape and exits 1 on a mismatch (llm.c's dev/cuda convention); at the full shape it checks that
-// the outputs are finite and not all zero. Thread count: OPENBLAS_NUM_THREADS or --threads.
+// the outputs are finite and not all zero. Thread count: OPENBLAS_NUM_THREADS or --threads; the
+// non-GEMM kernels' intra-op pool gets the same count, as for any single-layer run.
 //
 //   OPENBLAS_NUM_THREADS=2 troupe_bench_moe_layer [--tokens 4096] [--hidden 512] [--ffn 2048]
 //       [--experts 8] [--k 2] [--iters 10] [--warmup 2] [--threads N] [--json results.jsonl]
@@ -35,6 +36,7 @@
 
 #include "bench/bench_common.hpp"
 #include "kernels/cpu/gemm.hpp"
+#include "kernels/ops/threads.hpp"
 #include "models/moe/moe_layer.hpp"
 #include "models/noise.hpp"
 
@@ -289,6 +291,7 @@ nlohmann::json to_json(const Result& r, const Options& opt) {
           {"iters", opt.iters},
           {"warmup", opt.warmup},
           {"openblas_threads", openblas_get_num_threads()},
+          {"intra_op_threads", ops::cpu_intra_op_threads()},
           {"layer_ms", r.layer_ms},
           {"gemm_ms", r.gemm_ms},
           {"ratio", r.layer_ms / r.gemm_ms},
@@ -307,6 +310,7 @@ int run(const Options& opt) {
   // k ≤ E and the like, before any work.
   make_config(opt.hidden, opt.ffn, opt.experts, opt.k, /*drop_tokens=*/true);
   if (opt.threads > 0) openblas_set_num_threads(opt.threads);
+  ops::set_cpu_intra_op_threads(openblas_get_num_threads());
   std::ofstream json;
   if (!opt.json.empty()) {
     json.open(opt.json, std::ios::app);
@@ -319,9 +323,9 @@ int run(const Options& opt) {
   std::printf("# OpenBLAS: %s\n", openblas_get_config());
   std::printf(
       "# OPENBLAS_NUM_THREADS=%s, --threads %d, OpenBLAS threads in use: %d, "
-      "hardware threads: %u\n",
+      "intra-op threads: %d, hardware threads: %u\n",
       env_threads ? env_threads : "(unset)", opt.threads, openblas_get_num_threads(),
-      std::thread::hardware_concurrency());
+      ops::cpu_intra_op_threads(), std::thread::hardware_concurrency());
   std::printf("# load average at start: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
 
   // float32 layer against double. Outputs are ≲ 1; the float32 rounding bound for chained dot

@@ -7,9 +7,9 @@
 namespace troupe {
 
 ExecContext cpu_context(int threads) {
-  if (threads < 1)
+  if (threads < 0)
     throw std::invalid_argument("cpu_context: threads = " + std::to_string(threads) +
-                                ", must be >= 1");
+                                ", must be >= 0");
   ExecContext ctx;
   ctx.cpu_threads = threads;
   return ctx;

@@ -24,17 +24,19 @@ struct ExecContext {
   void* workspace = nullptr;        // BLAS workspace on `device`
   std::size_t workspace_bytes = 0;  //   and its size
   Allocator* allocator = nullptr;   // where ops allocate their outputs; null = cpu_allocator()
-  // Threads a CPU kernel outside the GEMMs may use (kernels/cpu/intra_op_pool.hpp). The runtime
-  // sets 1 inside actors (the actors are the parallelism) and all cores in the sequential
-  // executor and in single-layer benchmarks.
-  int cpu_threads = 1;
+  // Threads a CPU kernel outside the GEMMs may use (kernels/cpu/intra_op_pool.hpp); 0 means the
+  // process's setting, ops::set_cpu_intra_op_threads (kernels/ops/threads.hpp), which the runtime
+  // sets: 1 inside actors (the actors are the parallelism), all cores in the sequential executor
+  // and in single-layer benchmarks. Models keep 0, so that they never decide it.
+  int cpu_threads = 0;
 
   bool on_cpu() const { return device.is_host(); }
   Allocator& output_allocator() const { return allocator ? *allocator : cpu_allocator(); }
 };
 
-// The CPU context: host memory from cpu_allocator(), `threads` intra-op threads.
-ExecContext cpu_context(int threads = 1);
+// The CPU context: host memory from cpu_allocator(), `threads` intra-op threads (0: the process's
+// setting).
+ExecContext cpu_context(int threads = 0);
 
 // Readiness of everything enqueued on `ctx` so far: ready at once on the CPU; on a CUDA context
 // an event recorded on its stream now. Producers attach it to the handles they send.

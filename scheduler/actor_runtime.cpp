@@ -9,6 +9,7 @@
 #include "actors/offload_manager_actor.hpp"
 #include "actors/optimizer_partition_actor.hpp"
 #include "actors/stage_actor.hpp"
+#include "kernels/ops/threads.hpp"
 #include "models/moe/moe_layer.hpp"
 #include "scheduler/pipeline_actor.hpp"
 
@@ -29,6 +30,8 @@ std::vector<std::pair<std::int64_t, std::int64_t>> shard_expert_ranges(std::int6
 ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> model,
                            RuntimeOptions options)
     : system_(system), model_(std::move(model)) {
+  // The actors are the parallelism: a kernel inside one runs on its worker thread alone.
+  ops::set_cpu_intra_op_threads(1);
   auto context = [&](std::string track) {
     return ActorContext{std::move(track), options.recorder, options.completion};
   };

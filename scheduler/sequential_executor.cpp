@@ -1,8 +1,11 @@
 // Sequential executor (see sequential_executor.hpp).
 #include "scheduler/sequential_executor.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <thread>
 
+#include "kernels/ops/threads.hpp"
 #include "models/moe/moe_layer.hpp"
 #include "models/noise.hpp"
 #include "models/noise_stream.hpp"
@@ -20,6 +23,10 @@ SequentialExecutor::SequentialExecutor(std::shared_ptr<Model> model,
 
 step_result SequentialExecutor::run_step(std::int64_t step, bool training,
                                          const std::vector<Batch>& micro_batches) {
+  // One process, one thread of work: the non-GEMM kernels get every core (results do not depend
+  // on the count). Set per step because an actor runtime in the same process sets 1.
+  ops::set_cpu_intra_op_threads(
+      static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   const std::int64_t layers = model_->num_moe_layers();
   const auto total = static_cast<std::int64_t>(micro_batches.size());
   const float loss_weight = 1.0f / static_cast<float>(total);

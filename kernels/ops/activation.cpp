@@ -12,8 +12,8 @@ namespace {
 
 using detail::Backend;
 
-using CpuForward = void (*)(const float*, float*, std::int64_t);
-using CpuBackward = void (*)(const float*, const float*, float*, std::int64_t);
+using CpuForward = void (*)(const float*, float*, std::int64_t, int);
+using CpuBackward = void (*)(const float*, const float*, float*, std::int64_t, int);
 
 void forward(const ExecContext& ctx, const char* op, CpuForward cpu_kernel, const Tensor& x,
              const Tensor& y) {
@@ -21,7 +21,7 @@ void forward(const ExecContext& ctx, const char* op, CpuForward cpu_kernel, cons
   detail::check(ctx, op, "y", y, x.dtype(), x.shape());
   switch (detail::backend(ctx, op, x.dtype())) {
     case Backend::cpu_f32:
-      cpu_kernel(x.data<float>(), y.data<float>(), x.numel());
+      cpu_kernel(x.data<float>(), y.data<float>(), x.numel(), detail::cpu_threads(ctx));
       return;
   }
 }
@@ -33,7 +33,8 @@ void backward(const ExecContext& ctx, const char* op, CpuBackward cpu_kernel, co
   detail::check(ctx, op, "dx", dx, x.dtype(), x.shape());
   switch (detail::backend(ctx, op, x.dtype())) {
     case Backend::cpu_f32:
-      cpu_kernel(x.data<float>(), dy.data<float>(), dx.data<float>(), x.numel());
+      cpu_kernel(x.data<float>(), dy.data<float>(), dx.data<float>(), x.numel(),
+                 detail::cpu_threads(ctx));
       return;
   }
 }

@@ -3,7 +3,13 @@
 
 #include <stdexcept>
 
+#include "kernels/cpu/intra_op_pool.hpp"
+
 namespace troupe::ops::detail {
+
+int cpu_threads(const ExecContext& ctx) {
+  return ctx.cpu_threads > 0 ? ctx.cpu_threads : cpu::intra_op_threads();
+}
 
 void fail(std::string_view op, const std::string& message) {
   throw std::invalid_argument(std::string(op) + ": " + message);

@@ -31,6 +31,9 @@ void check_optional(const ExecContext& ctx, std::string_view op, std::string_vie
                     const Tensor& t, DType dtype, const Shape& shape);
 // `t` has dim() == rank (else std::invalid_argument naming the op and the tensor).
 void check_rank(std::string_view op, std::string_view name, const Tensor& t, std::int64_t rank);
+// Intra-op threads a CPU kernel of `ctx` uses: ctx.cpu_threads, or when that is 0 the process's
+// setting (set_cpu_intra_op_threads in ops/threads.hpp).
+int cpu_threads(const ExecContext& ctx);
 [[noreturn]] void fail(std::string_view op, const std::string& message);
 
 template <class T>

@@ -29,7 +29,8 @@ void permute_rows(const ExecContext& ctx, const Tensor& x, std::span<const std::
   detail::check(ctx, op, "out", out, x.dtype(), {rows, x.size(1)});
   switch (detail::backend(ctx, op, x.dtype())) {
     case Backend::cpu_f32:
-      cpu::permute_rows(x.data<float>(), row_token.data(), rows, x.size(1), out.data<float>());
+      cpu::permute_rows(x.data<float>(), row_token.data(), rows, x.size(1), out.data<float>(),
+                        detail::cpu_threads(ctx));
       return;
   }
 }
@@ -49,7 +50,7 @@ void permute_rows_backward(const ExecContext& ctx, const Tensor& grad_rows,
   switch (detail::backend(ctx, op, grad_x.dtype())) {
     case Backend::cpu_f32:
       cpu::permute_rows_backward(grad_rows.data<float>(), choice_row.data(), tokens, k, width,
-                                 grad_x.data<float>());
+                                 grad_x.data<float>(), detail::cpu_threads(ctx));
       return;
   }
 }
@@ -66,7 +67,7 @@ void unpermute_combine(const ExecContext& ctx, const Tensor& rows,
   switch (detail::backend(ctx, op, rows.dtype())) {
     case Backend::cpu_f32:
       cpu::unpermute_combine(rows.data<float>(), choice_row.data(), weight.data(), tokens, k,
-                             rows.size(1), out.data<float>());
+                             rows.size(1), out.data<float>(), detail::cpu_threads(ctx));
       return;
   }
 }
@@ -88,7 +89,8 @@ void unpermute_combine_backward(const ExecContext& ctx, const Tensor& grad_out, 
     case Backend::cpu_f32:
       cpu::unpermute_combine_backward(grad_out.data<float>(), rows.data<float>(), choice_row.data(),
                                       weight.data(), tokens, k, rows.size(1),
-                                      grad_rows.data<float>(), grad_weight.data<float>());
+                                      grad_rows.data<float>(), grad_weight.data<float>(),
+                                      detail::cpu_threads(ctx));
       return;
   }
 }

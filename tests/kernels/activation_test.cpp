@@ -26,15 +26,15 @@ const char* activation_name(Activation a) {
 }
 
 void activation_forward(Activation a, const float* x, float* y, std::int64_t n) {
-  constexpr void (*kernels[])(const float*, float*, std::int64_t) = {
+  constexpr void (*kernels[])(const float*, float*, std::int64_t, int) = {
       cpu::relu_forward, cpu::gelu_tanh_forward, cpu::gelu_erf_forward, cpu::silu_forward};
-  kernels[static_cast<int>(a)](x, y, n);
+  kernels[static_cast<int>(a)](x, y, n, 1);
 }
 
 void activation_backward(Activation a, const float* x, const float* dy, float* dx, std::int64_t n) {
-  constexpr void (*kernels[])(const float*, const float*, float*, std::int64_t) = {
+  constexpr void (*kernels[])(const float*, const float*, float*, std::int64_t, int) = {
       cpu::relu_backward, cpu::gelu_tanh_backward, cpu::gelu_erf_backward, cpu::silu_backward};
-  kernels[static_cast<int>(a)](x, dy, dx, n);
+  kernels[static_cast<int>(a)](x, dy, dx, n, 1);
 }
 
 double reference(Activation activation, double x) {
