@@ -199,11 +199,20 @@ void activations_match() {
     cpu_activation_forward(a, xr.data(), want.data(), n);
     cuda::activation_forward(a, DType::bf16, dxb.get(), dyb.get(), n, nullptr);
     const auto got = dyb.download();
+    // Within one bf16 ulp of the CPU value rounded to bf16, or within the fp32 comparison's bound
+    // above plus one bf16 rounding: where GELU's tail is tiny (x << 0) both twins are accurate
+    // only in absolute terms, and a relative bf16 criterion alone would ask for more than the
+    // CPU twin promises.
     std::size_t bad = 0;
     for (std::size_t i = 0; i < n; ++i) {
       const float g = bf16_bits_to_f32(got[i]);
       const float w = bf16_bits_to_f32(f32_to_bf16_bits(want[i]));
-      if (gpu_test::ulp_distance(g, w) > (1 << 16)) ++bad;  // 1 bf16 ulp = 2^16 fp32 ulps
+      const double v = std::abs(xr[i]);
+      const double bound = std::ldexp(1.0, -20) * (1.0 + v) * (1.0 + v * v) +
+                           std::ldexp(std::abs(static_cast<double>(want[i])), -8);
+      if (gpu_test::ulp_distance(g, w) > (1 << 16) &&  // 1 bf16 ulp = 2^16 fp32 ulps
+          std::abs(double(g) - want[i]) > bound)
+        ++bad;
     }
     GPU_CHECK_MSG(bad == 0, "%zu bf16 %s values off by more than one bf16 ulp", bad,
                   std::string(activation_name(a)).c_str());
@@ -345,7 +354,8 @@ void permutation_matches(std::int64_t width) {
 int main() {
   return gpu_test::run({
       {"casts f32 <-> bf16 / f16 are bit-exact (NaN, Inf, subnormals)", casts_are_bit_exact},
-      {"activations: ReLU exact, GELU / SiLU within the libm bound, bf16 within 1 bf16 ulp",
+      {"activations: ReLU exact, GELU / SiLU within the libm bound, bf16 within 1 bf16 ulp or that "
+       "bound",
        activations_match},
       {"Adam / AdamW steps are bit-exact", adam_is_bit_exact},
       {"seeded uniform noise reproduces SeededNoise", noise_matches_seeded_noise},
