@@ -226,8 +226,9 @@ struct set_position {
 // -----------------------------------------------------------------------------------
 
 // Trainer → optimizer partition, before optimizer_step and only when clipping needs the global
-// norm first: the step's gradients are complete; `gradients` are views of the partition's
-// gradient bucket (one handle per parameter slice). Reply: Σ g² (double).
+// norm first: the step's gradients are complete; `gradients` holds one handle, the partition's
+// range of its group's flat gradient buffer. Reply: Σ g² of each norm chunk, in order
+// (models/optimizer_partition.hpp).
 struct gradient_bucket {
   std::int64_t step = 0;
   std::vector<TensorHandle> gradients;
@@ -235,13 +236,14 @@ struct gradient_bucket {
 };
 struct grad_norm_reply {
   std::int64_t partition = 0;
-  double squared_norm = 0.0;
+  std::vector<double> chunk_squared_norms;
 };
 
 // Trainer → optimizer partition: apply Adam / AdamW with this learning rate to the gradients in
-// `gradients` (the partition's bucket), multiplied by grad_scale (clipping). Without clipping this
-// is the step's only round trip to the partitions: the reply carries Σ g² of the gradients as
-// they were, for the logged gradient norm.
+// `gradients` (one handle: the partition's range of the group's flat gradient buffer), multiplied
+// by grad_scale (clipping); the partition updates exactly what it is handed. Without clipping this
+// is the step's only round trip to the partitions: the reply carries the chunks' Σ g² of the
+// gradients as they were, for the logged gradient norm.
 struct optimizer_step {
   std::int64_t step = 0;
   float lr = 0.0f;
@@ -252,7 +254,7 @@ struct optimizer_step {
 struct optimizer_done {
   std::int64_t partition = 0;
   std::int64_t step = 0;
-  double squared_norm = 0.0;  // Σ g² before the update, before grad_scale
+  std::vector<double> chunk_squared_norms;  // before the update, before grad_scale
 };
 
 // Optimizer partition → offload manager (ZeRO-Offload): run this partition's step on host
@@ -261,6 +263,7 @@ struct optimizer_done {
 // handles already point at host memory.
 struct offload_step {
   std::int64_t partition = 0;
+  TensorHandle gradients;  // the partition's gradient range
   std::int64_t step = 0;
   float lr = 0.0f;
   float grad_scale = 1.0f;
@@ -362,10 +365,10 @@ TROUPE_INSPECT(batches_reply, x.batches, x.epoch, x.epoch_finished)
 TROUPE_INSPECT(data_position, x.epoch, x.index)
 TROUPE_INSPECT(set_position, x.position)
 TROUPE_INSPECT(gradient_bucket, x.step, x.gradients, x.stamp)
-TROUPE_INSPECT(grad_norm_reply, x.partition, x.squared_norm)
+TROUPE_INSPECT(grad_norm_reply, x.partition, x.chunk_squared_norms)
 TROUPE_INSPECT(optimizer_step, x.step, x.lr, x.grad_scale, x.gradients, x.stamp)
-TROUPE_INSPECT(optimizer_done, x.partition, x.step, x.squared_norm)
-TROUPE_INSPECT(offload_step, x.partition, x.step, x.lr, x.grad_scale, x.stamp)
+TROUPE_INSPECT(optimizer_done, x.partition, x.step, x.chunk_squared_norms)
+TROUPE_INSPECT(offload_step, x.partition, x.gradients, x.step, x.lr, x.grad_scale, x.stamp)
 TROUPE_INSPECT(set_optimizer_state, x.names, x.tensors)
 TROUPE_INSPECT(optimizer_state, x.names, x.tensors)
 TROUPE_INSPECT(flush_trace, x.path)

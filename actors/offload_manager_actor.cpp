@@ -27,9 +27,11 @@ caf::behavior offload_behavior(caf::event_based_actor*, Partitions partitions, A
         AdamParams step_hp = hp;
         step_hp.lr = msg.lr;
         auto& partition = lookup(partitions, msg.partition);
-        const double squared = partition.grad_squared_norm();
-        partition.apply(step_hp, msg.step, msg.grad_scale);
-        return optimizer_done{msg.partition, msg.step, squared};
+        // The partition actor forwards the gradients once they are ready; a GPU run will copy them
+        // to pinned host memory first.
+        auto norms = partition.chunk_squared_norms(msg.gradients.tensor());
+        partition.apply(step_hp, msg.step, msg.grad_scale, msg.gradients.tensor());
+        return optimizer_done{msg.partition, msg.step, std::move(norms)};
       },
       [=](get_optimizer_state, std::int64_t partition) {
         return partition_state(lookup(partitions, partition));

@@ -5,6 +5,8 @@
 
 #include <caf/all.hpp>
 
+#include "actors/readiness_gate.hpp"
+
 namespace troupe {
 
 optimizer_state partition_state(OptimizerPartition& partition) {
@@ -28,6 +30,26 @@ void restore_partition_state(OptimizerPartition& partition, const set_optimizer_
 
 namespace {
 
+struct PartitionActorState {
+  std::shared_ptr<OptimizerPartition> partition;
+  AdamParams hp;
+  caf::actor offload;
+  ActorContext ctx;
+  ReadinessGate readiness;
+};
+
+using Self = caf::stateful_actor<PartitionActorState>*;
+
+// The one gradient handle a message must bring: this partition's range of its group's buffer.
+const TensorHandle& gradient_of(const std::vector<TensorHandle>& gradients,
+                                const OptimizerPartition& partition) {
+  if (gradients.size() != 1 || !gradients.front().valid())
+    throw std::invalid_argument("optimizer partition " + std::to_string(partition.index()) +
+                                ": expected one gradient handle, got " +
+                                std::to_string(gradients.size()));
+  return gradients.front();
+}
+
 // Forwards a request to the offload manager and answers the original sender with its reply.
 template <class Reply, class... Ts>
 caf::response_promise relay(caf::event_based_actor* self, const caf::actor& to, Ts&&... xs) {
@@ -44,40 +66,70 @@ caf::response_promise relay(caf::event_based_actor* self, const caf::actor& to, 
   return promise;
 }
 
-caf::behavior partition_behavior(caf::event_based_actor* self,
-                                 std::shared_ptr<OptimizerPartition> partition, AdamParams hp,
-                                 caf::actor offload, ActorContext ctx) {
+caf::behavior partition_behavior(Self self, std::shared_ptr<OptimizerPartition> partition,
+                                 AdamParams hp, caf::actor offload, ActorContext ctx) {
+  auto& st = self->state;
+  st.partition = std::move(partition);
+  st.hp = hp;
+  st.offload = std::move(offload);
+  st.ctx = std::move(ctx);
+  st.readiness.set_source(st.ctx.completion);
   return {
-      [=](const gradient_bucket& msg) {
-        std::uint64_t bytes = 0;
-        for (const auto& g : msg.gradients) bytes += g.bytes();
-        ctx.received(msg.stamp, "gradient_bucket", -1, bytes);
-        auto span = ctx.span("grad_norm", "optimizer");
-        return grad_norm_reply{partition->index(), partition->grad_squared_norm()};
+      [self](const gradient_bucket& msg) -> caf::result<grad_norm_reply> {
+        auto& st = self->state;
+        const TensorHandle& grads = gradient_of(msg.gradients, *st.partition);
+        st.ctx.received(msg.stamp, "gradient_bucket", -1, grads.bytes());
+        auto promise = self->make_response_promise<grad_norm_reply>();
+        st.readiness.consume(self, {grads}, [self, grads, promise]() mutable {
+          auto& st = self->state;
+          auto span = st.ctx.span("grad_norm", "optimizer");
+          promise.deliver(grad_norm_reply{st.partition->index(),
+                                          st.partition->chunk_squared_norms(grads.tensor())});
+        });
+        return promise;
       },
-      [=](const optimizer_step& msg) -> caf::result<optimizer_done> {
-        ctx.received(msg.stamp, "optimizer_step", -1, 0);
-        if (offload)
-          return relay<optimizer_done>(
-              self, offload,
-              offload_step{partition->index(), msg.step, msg.lr, msg.grad_scale, ctx.stamp()});
-        auto span = ctx.span("adam", "optimizer");
-        const double squared = partition->grad_squared_norm();
-        AdamParams step_hp = hp;
-        step_hp.lr = msg.lr;
-        partition->apply(step_hp, msg.step, msg.grad_scale);
-        return optimizer_done{partition->index(), msg.step, squared};
+      [self](const optimizer_step& msg) -> caf::result<optimizer_done> {
+        auto& st = self->state;
+        const TensorHandle& grads = gradient_of(msg.gradients, *st.partition);
+        st.ctx.received(msg.stamp, "optimizer_step", -1, grads.bytes());
+        auto promise = self->make_response_promise<optimizer_done>();
+        if (st.offload) {
+          // The offload manager reads the gradients only once they are ready here.
+          st.readiness.consume(self, {grads}, [self, msg, grads, promise]() mutable {
+            auto& st = self->state;
+            self->request(st.offload, caf::infinite,
+                          offload_step{st.partition->index(), grads, msg.step, msg.lr,
+                                       msg.grad_scale, st.ctx.stamp()})
+                .then([promise](optimizer_done& d) mutable { promise.deliver(std::move(d)); },
+                      [promise](caf::error& e) mutable { promise.deliver(std::move(e)); });
+          });
+          return promise;
+        }
+        st.readiness.consume(self, {grads}, [self, msg, grads, promise]() mutable {
+          auto& st = self->state;
+          auto span = st.ctx.span("adam", "optimizer");
+          auto norms = st.partition->chunk_squared_norms(grads.tensor());
+          AdamParams step_hp = st.hp;
+          step_hp.lr = msg.lr;
+          st.partition->apply(step_hp, msg.step, msg.grad_scale, grads.tensor());
+          promise.deliver(optimizer_done{st.partition->index(), msg.step, std::move(norms)});
+        });
+        return promise;
       },
-      [=](get_optimizer_state) -> caf::result<optimizer_state> {
-        if (offload)
-          return relay<optimizer_state>(self, offload, get_optimizer_state{}, partition->index());
-        return partition_state(*partition);
+      [self](get_optimizer_state) -> caf::result<optimizer_state> {
+        auto& st = self->state;
+        if (st.offload)
+          return relay<optimizer_state>(self, st.offload, get_optimizer_state{},
+                                        st.partition->index());
+        return partition_state(*st.partition);
       },
-      [=](const set_optimizer_state& msg) -> caf::result<void> {
-        if (offload) return relay<void>(self, offload, msg, partition->index());
-        restore_partition_state(*partition, msg);
+      [self](const set_optimizer_state& msg) -> caf::result<void> {
+        auto& st = self->state;
+        if (st.offload) return relay<void>(self, st.offload, msg, st.partition->index());
+        restore_partition_state(*st.partition, msg);
         return caf::unit;
       },
+      [self](const handle_ready&) { self->state.readiness.resume(self); },
   };
 }
 

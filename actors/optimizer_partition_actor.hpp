@@ -4,8 +4,11 @@
 // offload manager, which keeps the state in host memory.
 //
 // Protocol:
-//   gradient_bucket  → grad_norm_reply   the step's gradients are complete; Σ g² of the partition
-//   optimizer_step   → optimizer_done    apply the update (lr, clipping scale), clear gradients
+//   gradient_bucket  → grad_norm_reply   the step's gradients are complete; Σ g² of each norm chunk
+//   optimizer_step   → optimizer_done    apply the update (lr, clipping scale) to the gradients it
+//                                        is handed (one handle into the group's flat buffer, read
+//                                        once ready), clear them
+
 //   get_optimizer_state → optimizer_state, set_optimizer_state → unit   (checkpoints)
 #pragma once
 

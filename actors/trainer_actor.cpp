@@ -307,8 +307,9 @@ void apply_optimizer(Self self, step_result result, float scale) {
       },
       [self, result, lr](std::vector<optimizer_done>& done) {
         auto& st = self->state;
-        double squared = 0.0;
-        for (const auto& d : done) squared += d.squared_norm;  // partition order: deterministic
+        std::vector<std::vector<double>> chunks;
+        for (auto& d : done) chunks.push_back(std::move(d.chunk_squared_norms));
+        const double squared = sum_in_order(chunks);  // chunk order: independent of partitions
         ++st.step;
         report_step(self, result, lr, std::sqrt(squared));
         after_step(self);
@@ -329,8 +330,9 @@ void optimize(Self self, step_result result) {
         return gradient_bucket{st.step + 1, st.links.gradient_buckets.at(i), st.ctx.stamp()};
       },
       [self, result](std::vector<grad_norm_reply>& norms) {
-        double squared = 0.0;
-        for (const auto& n : norms) squared += n.squared_norm;  // partition order: deterministic
+        std::vector<std::vector<double>> chunks;
+        for (auto& n : norms) chunks.push_back(std::move(n.chunk_squared_norms));
+        const double squared = sum_in_order(chunks);  // chunk order: independent of partitions
         apply_optimizer(self, result,
                         clip_coefficient(std::sqrt(squared), self->state.opt.gradient_clipping));
       });

@@ -9,65 +9,60 @@
 
 namespace troupe {
 
-Tensor ParameterSlice::value() const {
-  return parameter->value.view({parameter->value.numel()}).slice_rows(begin, end);
-}
-
-Tensor ParameterSlice::grad() const {
-  return parameter->grad.view({parameter->grad.numel()}).slice_rows(begin, end);
-}
-
 OptimizerPartition::OptimizerPartition(std::int64_t index, bool expert_group,
-                                       std::vector<ParameterSlice> slices)
-    : index_(index), expert_group_(expert_group), slices_(std::move(slices)) {
-  for (const auto& s : slices_) numel_ += s.size();
-  exp_avg_ = Tensor::zeros({numel_});
-  exp_avg_sq_ = Tensor::zeros({numel_});
+                                       const ParameterGroupBuffers& group, std::int64_t begin,
+                                       std::int64_t end)
+    : index_(index),
+      expert_group_(expert_group),
+      begin_(begin),
+      values_(group.values.slice_rows(begin, end)),
+      grads_(group.grads.slice_rows(begin, end)),
+      exp_avg_(Tensor::zeros({end - begin})),
+      exp_avg_sq_(Tensor::zeros({end - begin})) {
+  if (begin % kGradNormChunk != 0)
+    throw std::invalid_argument("OptimizerPartition: range begins at " + std::to_string(begin) +
+                                ", not a multiple of the norm chunk " +
+                                std::to_string(kGradNormChunk));
 }
 
-double OptimizerPartition::grad_squared_norm() const {
-  double total = 0.0;
-  for (const auto& s : slices_) total += ops::squared_l2_norm(ctx_, s.grad());
-  return total;
+void OptimizerPartition::check_grads(const char* function, const Tensor& grads) const {
+  if (!grads.defined() || grads.shape() != values_.shape() || grads.dtype() != DType::f32)
+    throw std::invalid_argument(
+        std::string(function) + ": partition " + std::to_string(index_) + " was handed gradients " +
+        (grads.defined() ? shape_string(grads.shape()) : std::string("(none)")) + ", expected " +
+        shape_string(values_.shape()) + " f32");
 }
 
-void OptimizerPartition::apply(const AdamParams& hp, std::int64_t step, float grad_scale) {
-  std::int64_t offset = 0;
-  for (const auto& s : slices_) {
-    Tensor grad = s.grad();
-    ops::adam_step(ctx_, s.value(), grad, exp_avg_.slice_rows(offset, offset + s.size()),
-                   exp_avg_sq_.slice_rows(offset, offset + s.size()), hp, step, grad_scale);
-    grad.fill(0.0f);
-    offset += s.size();
-  }
+std::vector<double> OptimizerPartition::chunk_squared_norms(const Tensor& grads) const {
+  check_grads("OptimizerPartition::chunk_squared_norms", grads);
+  std::vector<double> sums;
+  for (std::int64_t at = 0; at < grads.numel(); at += kGradNormChunk)
+    sums.push_back(ops::squared_l2_norm(
+        ctx_, grads.slice_rows(at, std::min(grads.numel(), at + kGradNormChunk))));
+  return sums;
+}
+
+void OptimizerPartition::apply(const AdamParams& hp, std::int64_t step, float grad_scale,
+                               const Tensor& grads) {
+  check_grads("OptimizerPartition::apply", grads);
+  ops::adam_step(ctx_, values_, grads, exp_avg_, exp_avg_sq_, hp, step, grad_scale);
+  Tensor cleared = grads;
+  cleared.fill(0.0f);
 }
 
 namespace {
 
-void split_group(const std::vector<Parameter*>& group, bool expert, std::int64_t partitions,
+void split_group(const ParameterGroupBuffers& group, bool expert, std::int64_t partitions,
                  std::vector<OptimizerPartition>& out) {
-  std::int64_t total = 0;
-  for (auto* p : group) total += p->value.numel();
+  const std::int64_t total = group.numel();
   if (total == 0) return;
-  const std::int64_t pieces = std::min(partitions, total);
-  std::size_t param = 0;
-  std::int64_t within = 0;  // elements of group[param] already assigned
+  const std::int64_t chunks = (total + kGradNormChunk - 1) / kGradNormChunk;
+  const std::int64_t pieces = std::min(partitions, chunks);
   for (std::int64_t piece = 0; piece < pieces; ++piece) {
-    // Piece boundaries at floor(total·i / pieces): sizes differ by at most one element.
-    std::int64_t remaining = total * (piece + 1) / pieces - total * piece / pieces;
-    std::vector<ParameterSlice> slices;
-    while (remaining > 0) {
-      Parameter* p = group[param];
-      const std::int64_t take = std::min(remaining, p->value.numel() - within);
-      slices.push_back({p, within, within + take});
-      within += take;
-      remaining -= take;
-      if (within == p->value.numel()) {
-        ++param;
-        within = 0;
-      }
-    }
-    out.emplace_back(static_cast<std::int64_t>(out.size()), expert, std::move(slices));
+    // Boundaries at chunk floor(chunks·i / pieces): sizes differ by at most one chunk.
+    const std::int64_t begin = chunks * piece / pieces * kGradNormChunk;
+    const std::int64_t end = std::min(total, chunks * (piece + 1) / pieces * kGradNormChunk);
+    out.emplace_back(static_cast<std::int64_t>(out.size()), expert, group, begin, end);
   }
 }
 
@@ -78,11 +73,18 @@ std::vector<OptimizerPartition> partition_parameters(const std::vector<Parameter
   if (partitions < 1)
     throw std::invalid_argument("partition_parameters: partitions must be >= 1, got " +
                                 std::to_string(partitions));
-  const ParamGroups groups = split_moe_param_groups(parameters);
+  const FlatParameterGroups groups = flatten_parameter_groups(parameters);
   std::vector<OptimizerPartition> out;
   split_group(groups.non_expert, false, partitions, out);
   split_group(groups.expert, true, partitions, out);
   return out;
+}
+
+double sum_in_order(const std::vector<std::vector<double>>& chunk_sums) {
+  double total = 0.0;
+  for (const auto& partition : chunk_sums)
+    for (double s : partition) total += s;
+  return total;
 }
 
 float clip_coefficient(double global_norm, float max_norm) {

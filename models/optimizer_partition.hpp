@@ -2,10 +2,17 @@
 //
 // ZeRO stage 1 splits the optimizer state into partitions; DeepSpeed's MoE keeps expert and
 // non-expert parameters in separate groups because they are reduced over different process
-// groups. `partition_parameters` builds that split: it flattens each group (non-expert first,
-// then expert) into one element range and cuts it into `partitions` contiguous pieces of nearly
-// equal size. The optimizer partition actors and the sequential executor both use this class, so
-// the arithmetic (and the order of every floating-point sum) is the same on both paths.
+// groups. `partition_parameters` puts each group (non-expert first, then expert) into flat
+// contiguous buffers (models/parameter.hpp) and cuts each into `partitions` contiguous ranges, at
+// multiples of the gradient-norm chunk. A partition owns its range of the values and its Adam
+// state; the gradients it updates with are the ones it is handed (a handle into the group's flat
+// gradient buffer, where a reduce-scatter will land them across ranks).
+//
+// Gradient clipping needs Σ g² over everything. It is taken over fixed chunks of each group's flat
+// buffer (kGradNormChunk elements; a partition reports its chunks' sums in order) and the chunk
+// sums are added in chunk order, group after group, so the global norm is the same bits whatever
+// the number of partitions. The optimizer partition actors and the sequential executor both use
+// this class, so the arithmetic is the same on both paths.
 #pragma once
 
 #include <cstdint>
@@ -19,50 +26,54 @@
 
 namespace troupe {
 
-// Elements [begin, end) of one parameter (flat, row-major).
-struct ParameterSlice {
-  Parameter* parameter = nullptr;
-  std::int64_t begin = 0;
-  std::int64_t end = 0;
-
-  std::int64_t size() const { return end - begin; }
-  Tensor value() const;  // a view into the parameter's storage
-  Tensor grad() const;   // a view into the gradient's storage
-};
+// Elements per gradient-norm chunk.
+inline constexpr std::int64_t kGradNormChunk = 4096;
 
 class OptimizerPartition {
  public:
-  OptimizerPartition(std::int64_t index, bool expert_group, std::vector<ParameterSlice> slices);
+  // Elements [begin, end) of the group's flat buffers; `begin` is a multiple of kGradNormChunk.
+  OptimizerPartition(std::int64_t index, bool expert_group, const ParameterGroupBuffers& group,
+                     std::int64_t begin, std::int64_t end);
 
   std::int64_t index() const { return index_; }
   bool expert_group() const { return expert_group_; }
-  std::int64_t numel() const { return numel_; }
-  const std::vector<ParameterSlice>& slices() const { return slices_; }
+  std::int64_t numel() const { return values_.numel(); }
+  std::int64_t group_begin() const { return begin_; }
+  // Views of this partition's range of the group's flat value and gradient buffers.
+  const Tensor& values() const { return values_; }
+  const Tensor& grads() const { return grads_; }
 
-  // Σ g² over this partition's gradients, in double, slices in order.
-  double grad_squared_norm() const;
-  // One Adam / AdamW step (1-based `step`) on this partition's elements with gradients multiplied
-  // by grad_scale first, then clears the gradients for the next accumulation.
-  void apply(const AdamParams& hp, std::int64_t step, float grad_scale);
+  // Σ g² of `grads` (this partition's range, as handed to it) over each norm chunk, in order.
+  std::vector<double> chunk_squared_norms(const Tensor& grads) const;
+  // One Adam / AdamW step (1-based `step`) on this partition's values with `grads` (its range)
+  // multiplied by grad_scale first, then clears those gradients for the next accumulation.
+  void apply(const AdamParams& hp, std::int64_t step, float grad_scale, const Tensor& grads);
 
-  // Optimizer state, [numel] each, in slice order (checkpoints save and restore these).
+  // Optimizer state, [numel] each, in range order (checkpoints save and restore these).
   Tensor& exp_avg() { return exp_avg_; }
   Tensor& exp_avg_sq() { return exp_avg_sq_; }
 
  private:
-  ExecContext ctx_ = cpu_context();
+  void check_grads(const char* function, const Tensor& grads) const;
+
   std::int64_t index_;
   bool expert_group_;
-  std::vector<ParameterSlice> slices_;
-  std::int64_t numel_ = 0;
+  std::int64_t begin_;
+  Tensor values_;
+  Tensor grads_;
   Tensor exp_avg_;
   Tensor exp_avg_sq_;
+  ExecContext ctx_ = cpu_context();
 };
 
-// Splits the parameters into partitions: `partitions` pieces of the non-expert group and
-// `partitions` pieces of the expert group (an empty group yields no partitions).
+// Flattens the parameter groups and splits each into at most `partitions` ranges (fewer when a
+// group has fewer norm chunks); an empty group yields no partitions.
 std::vector<OptimizerPartition> partition_parameters(const std::vector<Parameter*>& parameters,
                                                      std::int64_t partitions);
+
+// Σ of the chunk sums in order: the global squared gradient norm from every partition's
+// chunk_squared_norms, partitions in order.
+double sum_in_order(const std::vector<std::vector<double>>& chunk_sums);
 
 // The clipping multiplier DeepSpeed applies: min(1, max_norm / (norm + 1e-6)); 1 when max_norm ≤ 0.
 float clip_coefficient(double global_norm, float max_norm);

@@ -33,4 +33,25 @@ ParamGroups split_moe_param_groups(const std::vector<Parameter*>& params);
 // Sets every gradient to zero (null entries are an error, as above).
 void zero_grads(const std::vector<Parameter*>& params);
 
+// One parameter group's values and gradients, each in one flat contiguous f32 buffer that every
+// Parameter of the group views (DeepSpeed's contiguous gradients): a collective can reduce or
+// gather a whole group in place, and an optimizer partition is one contiguous range of it.
+struct ParameterGroupBuffers {
+  std::vector<Parameter*> parameters;  // in group order: parameters[i] views the next range
+  Tensor values;                       // [numel]
+  Tensor grads;                        // [numel]
+  std::int64_t numel() const { return values.defined() ? values.numel() : 0; }
+};
+
+struct FlatParameterGroups {
+  ParameterGroupBuffers non_expert;
+  ParameterGroupBuffers expert;
+};
+
+// Moves each group of `params` (split_moe_param_groups) into flat buffers, keeping every value
+// and gradient, and makes each Parameter's value and grad views of them. A group that already
+// lives in such buffers, in this order, is used as it is (a second executor on the same model).
+// Parameters must be f32 host tensors.
+FlatParameterGroups flatten_parameter_groups(const std::vector<Parameter*>& params);
+
 }  // namespace troupe

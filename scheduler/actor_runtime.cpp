@@ -38,6 +38,8 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
   const std::int64_t layers = model_->num_moe_layers();
 
   // Stages and gates, then the links between them.
+  // Parameters move into their groups' flat buffers first: replicas must view the final storage.
+  flatten_parameter_groups(model_->parameters());
   std::vector<caf::actor> stages, gates;
   if (options.stage_replicas < 1)
     throw std::invalid_argument(
@@ -129,9 +131,7 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
 std::vector<std::vector<TensorHandle>> ActorRuntime::gradient_buckets() const {
   std::vector<std::vector<TensorHandle>> buckets;
   for (const auto& p : partitions_) {
-    std::vector<TensorHandle> bucket;
-    for (const auto& slice : p->slices()) bucket.emplace_back(slice.grad());
-    buckets.push_back(std::move(bucket));
+    buckets.push_back({TensorHandle(p->grads())});
   }
   return buckets;
 }

@@ -83,13 +83,13 @@ step_result SequentialExecutor::run_step(std::int64_t step, bool training,
 }
 
 double SequentialExecutor::apply_optimizer(std::int64_t step, float lr, float gradient_clipping) {
-  double squared = 0.0;
-  for (const auto& p : partitions_) squared += p.grad_squared_norm();
-  const double norm = std::sqrt(squared);
+  std::vector<std::vector<double>> chunks;
+  for (const auto& p : partitions_) chunks.push_back(p.chunk_squared_norms(p.grads()));
+  const double norm = std::sqrt(sum_in_order(chunks));
   const float scale = clip_coefficient(norm, gradient_clipping);
   AdamParams hp = adam_;
   hp.lr = lr;
-  for (auto& p : partitions_) p.apply(hp, step, scale);
+  for (auto& p : partitions_) p.apply(hp, step, scale, p.grads());
   return norm;
 }
 

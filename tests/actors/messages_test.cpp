@@ -75,10 +75,10 @@ TEST_CASE_METHOD(system_fixture, "every message type round-trips") {
   round_trip(get_position{});
   round_trip(set_position{data_position{1, 64}});
   round_trip(gradient_bucket{5, {handle({10}), handle({3})}, stamp});
-  round_trip(grad_norm_reply{1, 2.5});
+  round_trip(grad_norm_reply{1, {2.5, 0.25}});
   round_trip(optimizer_step{5, 1e-3f, 0.5f, {handle({4})}, stamp});
-  round_trip(optimizer_done{1, 5, 2.25});
-  round_trip(offload_step{1, 5, 1e-3f, 1.0f, stamp});
+  round_trip(optimizer_done{1, 5, {2.25}});
+  round_trip(offload_step{1, handle({4}), 5, 1e-3f, 1.0f, stamp});
   round_trip(get_optimizer_state{});
   round_trip(set_optimizer_state{{"exp_avg"}, {handle({4})}});
   round_trip(optimizer_state{{"exp_avg", "exp_avg_sq"}, {handle({4}), handle({4})}});

@@ -127,15 +127,16 @@ Trace run_actors(std::shared_ptr<Model> model, const std::string& kind, std::int
       std::vector<Tensor> grads;
       for (auto* p : model->parameters()) grads.push_back(p->grad.clone());
       t.grads.push_back(grads);
-      double squared = 0.0;
+      std::vector<std::vector<double>> chunks;
       for (std::size_t i = 0; i < runtime.optimizer_partitions().size(); ++i)
         self->request(runtime.optimizer_partitions()[i], caf::infinite,
                       gradient_bucket{step, buckets[i], {}})
-            .receive([&](const grad_norm_reply& r) { squared += r.squared_norm; },
+            .receive([&](const grad_norm_reply& r) { chunks.push_back(r.chunk_squared_norms); },
                      [&](caf::error& e) { FAIL(caf::to_string(e)); });
-      const float scale = clip_coefficient(std::sqrt(squared), 0.5f);
-      for (const auto& p : runtime.optimizer_partitions())
-        self->request(p, caf::infinite, optimizer_step{step, 1e-2f, scale, {}})
+      const float scale = clip_coefficient(std::sqrt(sum_in_order(chunks)), 0.5f);
+      for (std::size_t i = 0; i < runtime.optimizer_partitions().size(); ++i)
+        self->request(runtime.optimizer_partitions()[i], caf::infinite,
+                      optimizer_step{step, 1e-2f, scale, buckets[i], {}})
             .receive([](const optimizer_done&) {}, [&](caf::error& e) { FAIL(caf::to_string(e)); });
     }
   }
