@@ -73,6 +73,7 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
           system_, model_, spec,
           context("expert_shard.l" + std::to_string(l) + ".s" + std::to_string(j))));
       all_.push_back(shards.actors.back());
+      shards_.push_back(shards.actors.back());
       ++j;
     }
     comm_spec.layers.push_back(std::move(shards));
@@ -142,6 +143,7 @@ void ActorRuntime::shutdown() {
   partition_actors_.clear();
   pipeline_ = caf::actor();
   comm_ = caf::actor();
+  shards_.clear();
 }
 
 ActorRuntime::~ActorRuntime() {

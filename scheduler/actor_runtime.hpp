@@ -55,6 +55,8 @@ class ActorRuntime {
   const std::vector<std::shared_ptr<OptimizerPartition>>& partitions() const { return partitions_; }
   // Per partition, handles to the gradient slices it owns.
   std::vector<std::vector<TensorHandle>> gradient_buckets() const;
+  // The expert shard actors, layer by layer (tests hold them under the test coordinator).
+  const std::vector<caf::actor>& expert_shards() const { return shards_; }
   // Every actor the runtime spawned (for monitoring).
   const std::vector<caf::actor>& actors() const { return all_; }
 
@@ -67,7 +69,9 @@ class ActorRuntime {
   std::vector<std::shared_ptr<OptimizerPartition>> partitions_;
   std::vector<caf::actor> partition_actors_;
   caf::actor pipeline_;
-  caf::actor comm_;  // the expert-parallel group's comm actor (none without MoE layers)
+  caf::actor comm_;
+  std::vector<caf::actor>
+      shards_;  // the expert-parallel group's comm actor (none without MoE layers)
   std::vector<caf::actor> all_;
 };
 
