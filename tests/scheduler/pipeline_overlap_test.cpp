@@ -61,7 +61,6 @@ TEST_CASE("a held expert shard does not stop the gate from routing the next micr
   opt.comm_observer = [&](const CollectiveSlot& s) { issued.push_back(s); };
   {
     ActorRuntime runtime(system, make_lenet(), opt);
-    // The shard is recognised by its next message: it is the only actor sent expert_forward.
     caf::scoped_actor self{system};
     self->send(runtime.pipeline(), make_step(kMicroBatches));
     REQUIRE(runtime.expert_shards().size() == 1);
