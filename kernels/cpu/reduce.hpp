@@ -34,5 +34,9 @@ void scale(float* x, float factor, std::int64_t n);
 void axpy(float alpha, const float* x, float* y, std::int64_t n);
 // out = a + b
 void add(const float* a, const float* b, float* out, std::int64_t n);
+// out = a · b (element-wise; out may alias a or b)
+void mul(const float* a, const float* b, float* out, std::int64_t n);
+// y += a · b (element-wise): a product's gradient added into an accumulating gradient
+void mul_add(const float* a, const float* b, float* y, std::int64_t n);
 
 }  // namespace troupe::cpu

@@ -46,4 +46,28 @@ void add(const ExecContext& ctx, const Tensor& a, const Tensor& b, const Tensor&
   }
 }
 
+void mul(const ExecContext& ctx, const Tensor& a, const Tensor& b, const Tensor& out) {
+  constexpr const char* op = "mul";
+  detail::check(ctx, op, "a", a, a.dtype());
+  detail::check(ctx, op, "b", b, a.dtype(), a.shape());
+  detail::check(ctx, op, "out", out, a.dtype(), a.shape());
+  switch (detail::backend(ctx, op, a.dtype())) {
+    case Backend::cpu_f32:
+      cpu::mul(a.data<float>(), b.data<float>(), out.data<float>(), a.numel());
+      return;
+  }
+}
+
+void mul_add(const ExecContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y) {
+  constexpr const char* op = "mul_add";
+  detail::check(ctx, op, "y", y, y.dtype());
+  detail::check(ctx, op, "a", a, y.dtype(), y.shape());
+  detail::check(ctx, op, "b", b, y.dtype(), y.shape());
+  switch (detail::backend(ctx, op, y.dtype())) {
+    case Backend::cpu_f32:
+      cpu::mul_add(a.data<float>(), b.data<float>(), y.data<float>(), y.numel());
+      return;
+  }
+}
+
 }  // namespace troupe::ops

@@ -13,5 +13,9 @@ double squared_l2_norm(const ExecContext& ctx, const Tensor& x);
 void axpy(const ExecContext& ctx, float alpha, const Tensor& x, const Tensor& y);
 // out = a + b (same shapes; out overwritten).
 void add(const ExecContext& ctx, const Tensor& a, const Tensor& b, const Tensor& out);
+// out = a · b element-wise (same shapes; out may be a or b).
+void mul(const ExecContext& ctx, const Tensor& a, const Tensor& b, const Tensor& out);
+// y += a · b element-wise (same shapes).
+void mul_add(const ExecContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y);
 
 }  // namespace troupe::ops

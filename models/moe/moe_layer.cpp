@@ -5,21 +5,14 @@
 #include <utility>
 
 #include "kernels/ops/gemm.hpp"
+#include "kernels/ops/reduce.hpp"
+#include "kernels/ops/row_mix.hpp"
 #include "kernels/ops/softmax.hpp"
 #include "models/moe/dispatcher.hpp"
 #include "models/moe/moe_init.hpp"
 #include "models/moe/tensor_checks.hpp"
 
 namespace troupe {
-namespace {
-
-void add_into(Tensor& dst, const Tensor& src) {
-  float* d = dst.data<float>();
-  const float* s = src.data<float>();
-  for (std::int64_t i = 0; i < dst.numel(); ++i) d[i] += s[i];
-}
-
-}  // namespace
 
 MoELayer::MoELayer(const MoEConfig& config, std::uint64_t init_seed, const std::string& prefix,
                    std::int64_t ep_rank)
@@ -86,13 +79,7 @@ MoEOutput MoELayer::finish_forward(const Tensor& x, RoutingPlan plan, const Tens
   st.coefficient = Tensor::empty({S, 2});
   ops::softmax_forward(ctx_, logits, st.coefficient);
   result.output = Tensor::empty({S, d});
-  float* out = result.output.data<float>();
-  const float* moe = st.moe_out.data<float>();
-  const float* mlp = st.residual_out.data<float>();
-  const float* c = st.coefficient.data<float>();
-  for (std::int64_t s = 0; s < S; ++s)
-    for (std::int64_t i = 0; i < d; ++i)
-      out[s * d + i] = moe[s * d + i] * c[2 * s] + mlp[s * d + i] * c[2 * s + 1];
+  ops::row_mix_forward(ctx_, st.moe_out, st.residual_out, st.coefficient, result.output);
   return result;
 }
 
@@ -106,11 +93,7 @@ Tensor MoELayer::begin_backward(const Tensor& grad_out, const Tensor& x,
   Tensor grad_moe = grad_out;
   if (residual_mlp_) {
     grad_moe = Tensor::empty({S, d});
-    float* gm = grad_moe.data<float>();
-    const float* g = grad_out.data<float>();
-    const float* c = st.coefficient.data<float>();
-    for (std::int64_t s = 0; s < S; ++s)
-      for (std::int64_t i = 0; i < d; ++i) gm[s * d + i] = g[s * d + i] * c[2 * s];
+    ops::scale_rows_by_coefficient(ctx_, grad_out, st.coefficient, 0, grad_moe);
   }
   Tensor grad_expert_out;
   st.grad_combine_weights = Tensor();
@@ -133,31 +116,17 @@ Tensor MoELayer::end_backward(const Tensor& grad_rows, float grad_l_aux, const T
 
   // Residual MoE: gradients of the mix weights (through the 2-way softmax into the coefficient
   // layer) and of the dense mlp, which sees grad_out · c₁.
-  const float* g = st.grad_out.data<float>();
-  const float* moe = st.moe_out.data<float>();
-  const float* mlp = st.residual_out.data<float>();
-  const float* c = st.coefficient.data<float>();
   Tensor grad_c = Tensor::empty({S, 2});
+  ops::row_mix_coefficient_backward(ctx_, st.grad_out, st.moe_out, st.residual_out, grad_c);
   Tensor grad_mlp = Tensor::empty({S, d});
-  float* gc = grad_c.data<float>();
-  float* gm = grad_mlp.data<float>();
-  for (std::int64_t s = 0; s < S; ++s) {
-    float dot_moe = 0.0f, dot_mlp = 0.0f;
-    for (std::int64_t i = 0; i < d; ++i) {
-      dot_moe += g[s * d + i] * moe[s * d + i];
-      dot_mlp += g[s * d + i] * mlp[s * d + i];
-      gm[s * d + i] = g[s * d + i] * c[2 * s + 1];
-    }
-    gc[2 * s] = dot_moe;
-    gc[2 * s + 1] = dot_mlp;
-  }
+  ops::scale_rows_by_coefficient(ctx_, st.grad_out, st.coefficient, 1, grad_mlp);
   Tensor grad_logits = Tensor::empty({S, 2});
   ops::softmax_backward(ctx_, st.coefficient, grad_c, grad_logits);
   Tensor grad_x_coef = Tensor::empty({S, d});
   ops::linear_backward(ctx_, x, coefficient_weight_.value, grad_logits, grad_x_coef,
                        coefficient_weight_.grad, coefficient_bias_.grad);
-  add_into(grad_x, grad_x_coef);
-  add_into(grad_x, residual_mlp_->backward(0, 1, grad_mlp, st.residual));
+  ops::axpy(ctx_, 1.0f, grad_x_coef, grad_x);
+  ops::axpy(ctx_, 1.0f, residual_mlp_->backward(0, 1, grad_mlp, st.residual), grad_x);
   return grad_x;
 }
 

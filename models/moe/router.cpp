@@ -6,6 +6,7 @@
 
 #include "kernels/ops/gating.hpp"
 #include "kernels/ops/gemm.hpp"
+#include "kernels/ops/reduce.hpp"
 #include "models/moe/moe_init.hpp"
 #include "models/moe/tensor_checks.hpp"
 
@@ -14,11 +15,9 @@ namespace {
 
 constexpr float kJitterEps = 0.01f;  // DeepSpeed's multiplicative_jitter epsilon
 
-Tensor jittered(const Tensor& x, const Tensor& jitter) {
-  Tensor out = x.clone();
-  float* o = out.data<float>();
-  const float* u = jitter.data<float>();
-  for (std::int64_t i = 0; i < out.numel(); ++i) o[i] *= u[i];
+Tensor jittered(const ExecContext& ctx, const Tensor& x, const Tensor& jitter) {
+  Tensor out = Tensor::empty(x.shape());
+  ops::mul(ctx, x, jitter, out);
   return out;
 }
 
@@ -76,7 +75,7 @@ RoutingPlan Router::route(const Tensor& x, bool training, NoiseSource& noise) co
   if (policy == NoisyGatePolicy::jitter) {
     plan.jitter = Tensor::empty({S, d});
     noise.uniform(plan.jitter.data<float>(), S * d, 1.0f - kJitterEps, 1.0f + kJitterEps);
-    gate_input = jittered(x, plan.jitter);
+    gate_input = jittered(ctx_, x, plan.jitter);
   }
   Tensor logits = Tensor::empty({S, E});
   ops::linear_forward(ctx_, gate_input, weight_.value, Tensor(), logits);
@@ -129,14 +128,16 @@ void Router::backward(const RoutingPlan& plan, const Tensor& x, const Tensor& gr
   Tensor grad_logits = Tensor::empty({S, E});
   ops::gating_backward(ctx_, gating_loss(plan.rule), plan.gates, plan.expert, plan.choice_row,
                        grad_combine_weights, grad_l_aux, plan.k, grad_logits);
-  const Tensor gate_input = plan.jitter.defined() ? jittered(x, plan.jitter) : x;
+  const Tensor gate_input = plan.jitter.defined() ? jittered(ctx_, x, plan.jitter) : x;
   Tensor grad_input = Tensor::empty({S, d});
   ops::linear_backward(ctx_, gate_input, weight_.value, grad_logits, grad_input, weight_.grad,
                        Tensor());
-  float* gx = grad_x.data<float>();
-  const float* gi = grad_input.data<float>();
-  const float* u = plan.jitter.defined() ? plan.jitter.data<float>() : nullptr;
-  for (std::int64_t i = 0; i < S * d; ++i) gx[i] += u ? gi[i] * u[i] : gi[i];
+  // The gate saw x · jitter, so x's gradient is the gate input's times the jitter.
+  if (plan.jitter.defined()) {
+    ops::mul_add(ctx_, grad_input, plan.jitter, grad_x);
+  } else {
+    ops::axpy(ctx_, 1.0f, grad_input, grad_x);
+  }
 }
 
 }  // namespace troupe

@@ -142,7 +142,7 @@ TEST_CASE("sum_rows_backward broadcasts dout to every row") {
   test::check_close(dx, test::central_difference(loss, test::to_double(x)), 1e-9);
 }
 
-TEST_CASE("scale, axpy and add") {
+TEST_CASE("scale, axpy, add, mul and mul_add") {
   const std::int64_t n = 37;
   const auto a = test::random_integers(n, -100, 100, 5);
   const auto b = test::random_integers(n, -100, 100, 6);
@@ -153,9 +153,19 @@ TEST_CASE("scale, axpy and add") {
   cpu::add(a.data(), b.data(), sum.data(), n);
   std::vector<float> y = b;
   cpu::axpy(3.0f, a.data(), y.data(), n);
+  std::vector<float> product(n, NAN);
+  cpu::mul(a.data(), b.data(), product.data(), n);
+  std::vector<float> accumulated = b;
+  cpu::mul_add(a.data(), b.data(), accumulated.data(), n);
+  std::vector<float> in_place = a;  // out may alias an input
+  cpu::mul(in_place.data(), b.data(), in_place.data(), n);
+  // Integers below 2^24 in magnitude: every result is exact, so the checks are bit for bit.
   for (std::int64_t i = 0; i < n; ++i) {
     CHECK(scaled[i] == a[i] / 2);
     CHECK(sum[i] == a[i] + b[i]);
     CHECK(y[i] == b[i] + 3 * a[i]);
+    CHECK(product[i] == a[i] * b[i]);
+    CHECK(accumulated[i] == b[i] + a[i] * b[i]);
+    CHECK(in_place[i] == a[i] * b[i]);
   }
 }
