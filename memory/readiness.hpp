@@ -7,7 +7,7 @@
 //     blocking; a GPU consumer makes its own stream wait on it instead of waiting on the host;
 //   - tests and asynchronous host work: a ManualEvent that someone completes later.
 // Nothing here blocks. Actors that need the data on the host ask `ready()`; when it is not, they
-// wait for a completion *message* (actors/readiness_waiter.hpp), never by blocking a worker.
+// wait for a completion *message* (actors/readiness_gate.hpp), never by blocking a worker.
 #pragma once
 
 #include <atomic>

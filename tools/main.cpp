@@ -2,6 +2,8 @@
 //
 //   troupe train CONFIG [--deepspeed_config DS_CONFIG] [--resume DIR] [--trace FILE]
 //                       [--metrics FILE] [--steps N]
+//   troupe launch [--nproc_per_node N] [--nnodes K] [--node_rank R] [--master_addr A]
+//                 [--master_port P] [--hostfile FILE] CONFIG [train options]
 //   troupe trace summarize FILE
 //   troupe config-keys --markdown   (docs/CONFIG-KEYS.md: what troupe does with each DeepSpeed key)
 #include <cstdio>
@@ -11,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "configs/deepspeed_keys.hpp"
+#include "tools/launch_command.hpp"
 #include "tools/train_command.hpp"
 #include "trace/trace_summary.hpp"
 
@@ -36,6 +39,28 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--steps", train.steps, "Optimizer steps (overrides the config)")
       ->check(CLI::PositiveNumber);
 
+  troupe::LaunchCommand launch;
+  auto* launch_cmd = app.add_subcommand(
+      "launch",
+      "Start `troupe train` once per rank of this node (torchrun's options); the "
+      "first argument that is not an option is CONFIG, and it and the rest go to train");
+  launch_cmd->prefix_command();  // everything from CONFIG on is forwarded unchanged
+  auto& lo = launch.options;
+  launch_cmd->add_option("--nproc_per_node", lo.nproc_per_node, "Ranks on this node");
+  launch_cmd->add_option("--nnodes", lo.nnodes, "Nodes (each runs the launcher)");
+  launch_cmd->add_option("--node_rank", lo.node_rank, "This node's index, 0 to nnodes - 1");
+  launch_cmd->add_option("--master_addr", lo.master_addr, "Rank 0's host (default 127.0.0.1)");
+  launch_cmd->add_option("--master_port", lo.master_port, "Rank 0's rendezvous port (29500)");
+  launch_cmd
+      ->add_option("--hostfile", launch.hostfile,
+                   "DeepSpeed-style hostfile (HOST slots=N); starts the other hosts over ssh "
+                   "(TROUPE_SSH)")
+      ->check(CLI::ExistingFile);
+  launch_cmd->add_option("--world_size", lo.world_size,
+                         "Set by the first host's launcher for the others");
+  launch_cmd->add_option("--rank_offset", lo.rank_offset,
+                         "Set by the first host's launcher for the others");
+
   std::string trace_path;
   auto* trace_cmd = app.add_subcommand("trace", "Work with Chrome-trace files troupe wrote");
   trace_cmd->require_subcommand(1);
@@ -51,6 +76,10 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   if (train_cmd->parsed()) return troupe::run_train(train);
+  if (launch_cmd->parsed()) {
+    launch.forwarded = launch_cmd->remaining();
+    return troupe::run_launch(launch);
+  }
   if (keys_cmd->parsed()) {
     std::fputs(troupe::render_config_keys_markdown().c_str(), stdout);
     return 0;

@@ -15,6 +15,7 @@
 #include "kernels/ops/gemm.hpp"
 #include "models/checkpoint.hpp"
 #include "scheduler/actor_runtime.hpp"
+#include "tools/rank_environment.hpp"
 #include "tools/run_setup.hpp"
 
 namespace troupe {
@@ -209,8 +210,21 @@ int train(RunConfig config, const TrainCommand& command) {
 int run_train(const TrainCommand& command) {
   RunConfig config;
   try {
+    // This build trains on one rank: a launcher asking for more gets a clear refusal rather than
+    // WORLD_SIZE independent copies of the run.
+    const RankEnvironment rank = read_rank_environment(current_environment());
+    if (rank.world_size > 1) {
+      spdlog::error(
+          "this process is rank {} of {} ({} environment), but troupe trains on one rank so "
+          "far: multi-rank training is not implemented yet; start one process (WORLD_SIZE=1)",
+          rank.rank, rank.world_size, rank.launcher);
+      return 2;
+    }
     config = load_run_config(command.config_path, command.deepspeed_config_path);
   } catch (const ConfigError& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  } catch (const std::invalid_argument& e) {
     spdlog::error("{}", e.what());
     return 2;
   }
