@@ -13,6 +13,7 @@
 #include "actors/expert_shard_actor.hpp"
 #include "models/lenet_moe.hpp"
 #include "models/moe/moe_layer.hpp"
+#include "test_util/deterministic_system.hpp"
 
 using namespace troupe;
 
@@ -29,11 +30,9 @@ Tensor random_rows(std::int64_t rows, std::int64_t width, std::uint32_t seed) {
 }  // namespace
 
 TEST_CASE("a deferred gradient holds back the sender's later messages, then both run in order") {
-  caf::actor_system_config cfg;
-  cfg.load<caf::id_block::troupe>();
-  cfg.set("scheduler.policy", caf::atom("testing"));
-  caf::actor_system system(cfg);
-  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(system.scheduler());
+  test::DeterministicSystem deterministic;
+  caf::actor_system& system = deterministic.system;
+  caf::scheduler::test_coordinator& sched = deterministic.sched;
 
   LeNetMoEConfig c;
   c.height = c.width = 16;

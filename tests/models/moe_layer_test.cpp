@@ -1,5 +1,7 @@
-// The MoE layer: forward against a naive double-precision per-token loop (Σ w · expert_e(x), the
-// spec's l_aux, Residual MoE's mix), backward against central differences of that reference,
+// The MoE layer: routing and forward against a naive double-precision per-token loop written from
+// the spec (moe_reference_routing.hpp: experts, capacity, drops, weights; then Σ w · expert_e(x),
+// the spec's l_aux, Residual MoE's mix), drops exactly where capacity puts them (position order
+// and Random Token Selection), backward against central differences of that reference,
 // bit-identity of the composed forward / backward with the actor runtime's pieces and expert
 // shards, zero-token experts, fully dropped tokens, parameter groups and initialisation.
 #include <catch2/catch.hpp>
@@ -15,11 +17,14 @@
 
 #include "models/moe/dispatcher.hpp"
 #include "models/moe/moe_layer.hpp"
+#include "moe_reference_routing.hpp"
 #include "moe_test_util.hpp"
 
 using namespace troupe;
 using test::random_tensor;
 using test::RecordingNoise;
+using test::ReferenceRouting;
+using test::RoutingDraws;
 
 namespace {
 
@@ -50,42 +55,43 @@ double activate(Activation a, double x) {
   return 0;
 }
 
+std::vector<double> to_double(const Tensor& t) {
+  const auto v = t.to_vector();
+  return {v.begin(), v.end()};
+}
+
 // The layer in double precision, computed token by token from the spec, for a fixed routing
-// (expert ids and kept flags taken from a plan: routing is piecewise constant).
+// (expert ids and kept flags from the reference routing: routing is piecewise constant).
 class Reference {
  public:
-  Reference(MoELayer& layer, const RoutingPlan& plan) : config_(layer.config()), plan_(plan) {
+  Reference(MoELayer& layer, const ReferenceRouting& routing, const RoutingDraws& draws)
+      : config_(layer.config()), routing_(routing), jitter_(draws.jitter) {
     for (Parameter* p : layer.parameters()) params_[p->name] = to_double(p->value);
-    if (plan.jitter.defined()) jitter_ = to_double(plan.jitter);
   }
 
   std::map<std::string, std::vector<double>>& params() { return params_; }
 
   // Fills out (S·d) and l_aux.
   void forward(const std::vector<double>& x, std::vector<double>& out, double& l_aux) const {
-    const std::int64_t S = plan_.tokens, d = config_.hidden_size, E = config_.num_experts,
-                       k = config_.k;
-    const auto& wg = params_.at("moe.gate.weight");
+    const std::int64_t d = config_.hidden_size, E = config_.num_experts, k = config_.k;
+    const auto all_logits = test::reference_logits(x, params_.at("moe.gate.weight"), jitter_, E, d);
+    const auto S = static_cast<std::int64_t>(all_logits.size());
     out.assign(S * d, 0.0);
     std::vector<double> me(E, 0.0), count(E, 0.0);
     for (std::int64_t s = 0; s < S; ++s) {
       const double* xs = &x[s * d];
-      std::vector<double> logits(E, 0.0);
-      for (std::int64_t e = 0; e < E; ++e)
-        for (std::int64_t i = 0; i < d; ++i)
-          logits[e] += wg[e * d + i] * xs[i] * (jitter_.empty() ? 1.0 : jitter_[s * d + i]);
-      const std::vector<double> gates = softmax(logits);
+      const std::vector<double> gates = test::reference_softmax(all_logits[s]);
       for (std::int64_t e = 0; e < E; ++e) me[e] += gates[e] / S;
       double kept_sum = 0.0;
       for (std::int64_t j = 0; j < k; ++j) {
         const std::int64_t c = s * k + j;
-        if (k != 2 || j == 0) count[plan_.expert[c]] += 1;
-        if (plan_.kept(c)) kept_sum += gates[plan_.expert[c]];
+        if (k != 2 || j == 0) count[routing_.expert[c]] += 1;
+        if (routing_.kept[c]) kept_sum += gates[routing_.expert[c]];
       }
       std::vector<double> moe(d, 0.0);
       for (std::int64_t j = 0; j < k; ++j) {
-        const std::int64_t c = s * k + j, e = plan_.expert[c];
-        if (!plan_.kept(c)) continue;
+        const std::int64_t c = s * k + j, e = routing_.expert[c];
+        if (!routing_.kept[c]) continue;
         const double w = k == 1 ? gates[e] : gates[e] / std::max(kept_sum, double(FLT_EPSILON));
         const std::vector<double> y = mlp("moe.experts", e, xs);
         for (std::int64_t i = 0; i < d; ++i) moe[i] += w * y[i];
@@ -101,7 +107,7 @@ class Reference {
         coef_logits[0] += cw[i] * xs[i];
         coef_logits[1] += cw[d + i] * xs[i];
       }
-      const std::vector<double> coef = softmax(coef_logits);
+      const std::vector<double> coef = test::reference_softmax(coef_logits);
       const std::vector<double> dense = mlp("moe.residual_mlp", 0, xs);
       for (std::int64_t i = 0; i < d; ++i) out[s * d + i] = moe[i] * coef[0] + dense[i] * coef[1];
     }
@@ -121,18 +127,6 @@ class Reference {
   }
 
  private:
-  static std::vector<double> to_double(const Tensor& t) {
-    const auto v = t.to_vector();
-    return {v.begin(), v.end()};
-  }
-  static std::vector<double> softmax(const std::vector<double>& x) {
-    double max = x[0], sum = 0;
-    for (double v : x) max = std::max(max, v);
-    std::vector<double> p(x.size());
-    for (std::size_t i = 0; i < x.size(); ++i) sum += p[i] = std::exp(x[i] - max);
-    for (double& v : p) v /= sum;
-    return p;
-  }
   std::vector<double> mlp(const std::string& prefix, std::int64_t e, const double* x) const {
     const std::int64_t d = config_.hidden_size, f = config_.ffn_hidden_size;
     const auto& w1 = params_.at(prefix + ".w1");
@@ -154,35 +148,78 @@ class Reference {
   }
 
   MoEConfig config_;
-  const RoutingPlan& plan_;
+  const ReferenceRouting& routing_;
+  std::vector<float> jitter_;
   std::map<std::string, std::vector<double>> params_;
-  std::vector<double> jitter_;
 };
 
-std::vector<double> to_double(const Tensor& t) {
-  const auto v = t.to_vector();
-  return {v.begin(), v.end()};
+// The spec's routing of x through `layer`, with the random numbers the layer drew.
+struct SpecRouting {
+  RoutingDraws draws;
+  ReferenceRouting routing;
+};
+
+SpecRouting spec_routing(MoELayer& layer, const Tensor& x, bool training,
+                         const RecordingNoise& noise) {
+  const MoEConfig& c = layer.config();
+  SpecRouting r;
+  r.draws = test::spec_draws(c, training, x.shape()[0], noise.calls());
+  const auto logits = test::reference_logits(to_double(x), to_double(layer.router().weight().value),
+                                             r.draws.jitter, c.num_experts, c.hidden_size);
+  r.routing = test::reference_routing(c, training, logits, r.draws);
+  return r;
 }
 
-// Forward equals the reference; backward equals its central differences for x and every
-// parameter.
+// The layer routed as the reference does: the same experts, capacity, kept choices and weights.
+void check_routing(const RoutingPlan& plan, const ReferenceRouting& expected) {
+  CHECK(plan.capacity == expected.capacity);
+  CHECK(plan.expert == expected.expert);
+  CHECK(plan.exp_counts == expected.exp_counts);
+  REQUIRE(plan.weight.size() == expected.kept.size());
+  for (std::size_t c = 0; c < expected.kept.size(); ++c) {
+    CAPTURE(c);
+    CHECK(plan.kept(static_cast<std::int64_t>(c)) == expected.kept[c]);
+    CHECK(plan.weight[c] == Approx(expected.weight[c]).margin(1e-6));
+  }
+}
+
+// One forward of the layer whose routing and output have been checked against the spec's.
+struct CheckedForward {
+  MoEOutput out;
+  MoEForwardState st;
+  SpecRouting spec;
+};
+
+CheckedForward checked_forward(MoELayer& layer, const Tensor& x, bool training,
+                               RecordingNoise& noise) {
+  CheckedForward f;
+  f.out = layer.forward(x, training, noise, f.st);
+  REQUIRE(f.out.output.shape() == x.shape());
+  CHECK(f.out.exp_counts == f.st.plan.exp_counts);
+  f.spec = spec_routing(layer, x, training, noise);
+  check_routing(f.st.plan, f.spec.routing);
+
+  const Reference ref(layer, f.spec.routing, f.spec.draws);
+  std::vector<double> expected;
+  double l_aux = 0;
+  ref.forward(to_double(x), expected, l_aux);
+  // float32 layer (dot products of ≤ 7 terms, O(1) values) against double: ≲ 1e-6 absolute.
+  const auto got = f.out.output.to_vector();
+  for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == Approx(expected[i]).margin(1e-5));
+  CHECK(f.out.l_aux == Approx(l_aux).epsilon(1e-5));
+  return f;
+}
+
+// Routing equals the spec's; forward equals the reference; backward equals its central
+// differences for x and every parameter.
 void check_layer(const MoEConfig& config, std::int64_t S, bool training, std::uint64_t seed) {
   MoELayer layer(config, seed);
   const Tensor x = random_tensor({S, config.hidden_size}, static_cast<std::uint32_t>(seed));
   RecordingNoise noise(seed);
-  MoEForwardState st;
-  const MoEOutput out = layer.forward(x, training, noise, st);
-  REQUIRE(out.output.shape() == x.shape());
-  CHECK(out.exp_counts == st.plan.exp_counts);
-
-  Reference ref(layer, st.plan);
-  std::vector<double> x64 = to_double(x), expected;
-  double l_aux = 0;
-  ref.forward(x64, expected, l_aux);
-  // float32 layer (dot products of ≤ 7 terms, O(1) values) against double: ≲ 1e-6 absolute.
-  const auto got = out.output.to_vector();
-  for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == Approx(expected[i]).margin(1e-5));
-  CHECK(out.l_aux == Approx(l_aux).epsilon(1e-5));
+  CheckedForward f = checked_forward(layer, x, training, noise);
+  MoEForwardState& st = f.st;
+  Reference ref(layer, f.spec.routing, f.spec.draws);
+  std::vector<double> x64 = to_double(x);
 
   const Tensor g = random_tensor(x.shape(), 99);
   const std::vector<double> g64 = to_double(g);
@@ -251,6 +288,116 @@ TEST_CASE("MoE layer forward equals the naive loop and backward equals finite di
     MoEConfig c = make_config(4, 1, false);
     c.use_residual = true;
     check_layer(c, 6, true, 8);
+  }
+}
+
+// Skewed routing over 4 experts, 16 tokens: token s's input is e_first[s] + ½·e_second[s] (+ small
+// noise in the fifth component the router ignores) and the router weight is 4·I, so its first
+// choice is first[s] and its second second[s]. Expert 0 is the first choice of ten tokens.
+const std::vector<std::int64_t> kFirst{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 3};
+const std::vector<std::int64_t> kSecond{1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 0, 0, 0, 3, 3, 0};
+
+// capacity_factor 1.0, and a deterministic second choice for k = 2.
+MoEConfig skewed_config(std::int64_t k, bool drop_tokens) {
+  MoEConfig c = make_config(4, k, drop_tokens);
+  c.capacity_factor = 1.0;
+  c.top2_2nd_expert_sampling = false;
+  return c;
+}
+
+void skew_router(MoELayer& layer) {
+  std::vector<float> wg(4 * 5, 0.0f);
+  for (std::int64_t e = 0; e < 4; ++e) wg[e * 5 + e] = 4.0f;
+  layer.router().weight().value.copy_from(Tensor::from_vector(wg, {4, 5}));
+}
+
+Tensor skewed_input() {
+  Tensor x = random_tensor({16, 5}, 41, 0.05f);
+  for (std::int64_t s = 0; s < 16; ++s) {
+    x.data<float>()[s * 5 + kFirst[s]] = 1.0f;
+    x.data<float>()[s * 5 + kSecond[s]] = 0.5f;
+  }
+  return x;
+}
+
+// n flags, `value` at the indices listed and !value elsewhere.
+std::vector<bool> flags(std::int64_t n, std::initializer_list<std::int64_t> at, bool value) {
+  std::vector<bool> out(static_cast<std::size_t>(n), !value);
+  for (std::int64_t i : at) out[static_cast<std::size_t>(i)] = value;
+  return out;
+}
+
+// Per choice: did the layer keep it?
+std::vector<bool> kept_choices(const RoutingPlan& plan) {
+  std::vector<bool> kept;
+  for (std::int64_t c = 0; c < plan.tokens * plan.k; ++c) kept.push_back(plan.kept(c));
+  return kept;
+}
+
+// Per token: is its output row exactly zero (every choice dropped)?
+std::vector<bool> zero_rows(const Tensor& out) {
+  std::vector<bool> zero;
+  for (std::int64_t s = 0; s < out.shape()[0]; ++s) {
+    const float* row = out.data<float>() + s * out.shape()[1];
+    zero.push_back(std::all_of(row, row + out.shape()[1], [](float v) { return v == 0.0f; }));
+  }
+  return zero;
+}
+
+TEST_CASE("MoE layer: capacity_factor 1.0 drops exactly the overflow of skewed routing") {
+  const Tensor x = skewed_input();
+  SECTION("k = 1 by position: C = max(⌈16 / 4⌉, 4) = 4, expert 0 keeps tokens 0-3 of 0-9") {
+    MoEConfig config = skewed_config(1, true);
+    config.use_rts = false;
+    MoELayer layer(config, 40);
+    skew_router(layer);
+    RecordingNoise noise;
+    const CheckedForward f = checked_forward(layer, x, /*training=*/true, noise);
+    CHECK(f.st.plan.capacity == 4);
+    CHECK(f.spec.routing.dropped() == 6);
+    CHECK(kept_choices(f.st.plan) == flags(16, {4, 5, 6, 7, 8, 9}, false));
+    CHECK(zero_rows(f.out.output) == flags(16, {4, 5, 6, 7, 8, 9}, true));
+  }
+  SECTION("k = 1 with Random Token Selection: expert 0 keeps its 4 highest priorities") {
+    MoEConfig config = skewed_config(1, true);
+    config.use_rts = true;
+    MoELayer layer(config, 40);
+    skew_router(layer);
+    RecordingNoise noise;
+    // Among tokens 0-9 the highest are tokens 2, 5, 7 and 9.
+    noise.queue({0.10f, 0.20f, 0.95f, 0.30f, 0.40f, 0.90f, 0.15f, 0.85f, 0.05f, 0.80f, 0.5f, 0.5f,
+                 0.5f, 0.5f, 0.5f, 0.5f});
+    const CheckedForward f = checked_forward(layer, x, /*training=*/true, noise);
+    CHECK(f.st.plan.capacity == 4);
+    CHECK(f.spec.routing.dropped() == 6);
+    CHECK(kept_choices(f.st.plan) == flags(16, {0, 1, 3, 4, 6, 8}, false));
+    CHECK(zero_rows(f.out.output) == flags(16, {0, 1, 3, 4, 6, 8}, true));
+  }
+  SECTION("k = 2: C = 8; expert 0 drops 2 first and 4 second choices, expert 1 one second") {
+    MoELayer layer(skewed_config(2, true), 40);
+    skew_router(layer);
+    RecordingNoise noise;
+    const CheckedForward f = checked_forward(layer, x, /*training=*/true, noise);
+    CHECK(f.st.plan.capacity == 8);
+    CHECK(f.spec.routing.dropped() == 7);
+    // Expert 0: the first choices of tokens 0-9 take slots 0-9 (8 and 9 drop), its second choices
+    // (tokens 10-12, 15) slots 10-13. Expert 1: the first choices of tokens 10-12, then the
+    // second choices of tokens 0-5 at slots 3-8 (token 5's drops). Choice c = 2·s + j.
+    CHECK(kept_choices(f.st.plan) == flags(32, {16, 18, 21, 23, 25, 31, 11}, false));
+    CHECK(zero_rows(f.out.output) == std::vector<bool>(16, false));
+  }
+  SECTION("drop_tokens = false keeps every choice") {
+    for (std::int64_t k : {1, 2}) {
+      CAPTURE(k);
+      MoELayer layer(skewed_config(k, false), 40);
+      skew_router(layer);
+      RecordingNoise noise;
+      const CheckedForward f = checked_forward(layer, x, /*training=*/true, noise);
+      CHECK(f.st.plan.capacity == -1);
+      CHECK(f.spec.routing.dropped() == 0);
+      CHECK(kept_choices(f.st.plan) == std::vector<bool>(static_cast<std::size_t>(16 * k), true));
+      CHECK(zero_rows(f.out.output) == std::vector<bool>(16, false));
+    }
   }
 }
 

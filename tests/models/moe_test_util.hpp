@@ -14,14 +14,15 @@
 
 namespace troupe::test {
 
-// Records every call. Answers with the next scripted array when one is queued (its size must
-// match), otherwise with SeededNoise(seed, 0).
+// Records every call with the numbers it answered. Answers with the next scripted array when one
+// is queued (its size must match), otherwise with SeededNoise(seed, 0).
 class RecordingNoise final : public NoiseSource {
  public:
   struct Call {
     char kind;  // 'u' uniform, 'g' gumbel
     std::int64_t n;
     float lo, hi;
+    std::vector<float> values;  // what the call answered
   };
 
   explicit RecordingNoise(std::uint64_t seed = 1) : fallback_(seed, 0) {}
@@ -30,12 +31,12 @@ class RecordingNoise final : public NoiseSource {
   const std::vector<Call>& calls() const { return calls_; }
 
   void uniform(float* out, std::int64_t n, float lo, float hi) override {
-    calls_.push_back({'u', n, lo, hi});
     if (!answer(out, n)) fallback_.uniform(out, n, lo, hi);
+    calls_.push_back({'u', n, lo, hi, {out, out + n}});
   }
   void gumbel(float* out, std::int64_t n) override {
-    calls_.push_back({'g', n, 0.0f, 0.0f});
     if (!answer(out, n)) fallback_.gumbel(out, n);
+    calls_.push_back({'g', n, 0.0f, 0.0f, {out, out + n}});
   }
 
  private:

@@ -12,6 +12,7 @@
 #include <caf/all.hpp>
 
 #include "scheduler/actor_runtime.hpp"
+#include "test_util/deterministic_system.hpp"
 #include "test_util/small_gpt.hpp"
 
 using namespace troupe;
@@ -48,11 +49,9 @@ TEST_CASE("shuffled arrivals: the comm actor issues the schedule's order and the
   constexpr std::int64_t kMicroBatches = 2, kDepth = 2;
   const auto seed = GENERATE(1u, 2u, 3u, 4u, 5u);
   INFO("shuffle seed " << seed);
-  caf::actor_system_config cfg;
-  cfg.load<caf::id_block::troupe>();
-  cfg.set("scheduler.policy", caf::atom("testing"));
-  caf::actor_system system(cfg);
-  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(system.scheduler());
+  test::DeterministicSystem deterministic;
+  caf::actor_system& system = deterministic.system;
+  caf::scheduler::test_coordinator& sched = deterministic.sched;
 
   std::vector<CollectiveSlot> issued;
   RuntimeOptions opt;

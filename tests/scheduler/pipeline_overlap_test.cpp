@@ -13,6 +13,7 @@
 
 #include "models/lenet_moe.hpp"
 #include "scheduler/actor_runtime.hpp"
+#include "test_util/deterministic_system.hpp"
 
 using namespace troupe;
 
@@ -48,11 +49,9 @@ run_step make_step(std::int64_t micro_batches) {
 
 TEST_CASE("a held expert shard does not stop the gate from routing the next micro-batch") {
   constexpr std::int64_t kDepth = 2, kMicroBatches = 4;
-  caf::actor_system_config cfg;
-  cfg.load<caf::id_block::troupe>();
-  cfg.set("scheduler.policy", caf::atom("testing"));
-  caf::actor_system system(cfg);
-  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(system.scheduler());
+  test::DeterministicSystem deterministic;
+  caf::actor_system& system = deterministic.system;
+  caf::scheduler::test_coordinator& sched = deterministic.sched;
 
   std::vector<CollectiveSlot> issued;
   RuntimeOptions opt;
