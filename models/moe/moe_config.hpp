@@ -23,7 +23,7 @@ struct MoEConfig {
   bool use_residual = false;
   std::string noisy_gate_policy = "None";  // "None" (or "none"), "Jitter", "RSample"
   bool drop_tokens = true;
-  bool use_rts = true;
+  bool use_rts = true;  // Random Token Selection for k = 1 drops, in training and evaluation
   bool top2_2nd_expert_sampling = true;
   bool enable_expert_tensor_parallelism = false;
   std::string drop_policy = "probs";  // k > 2: "probs" or "position"

@@ -98,7 +98,10 @@ RoutingPlan Router::route(const Tensor& x, bool training, NoiseSource& noise) co
   }
   if (k == 1) {
     std::vector<float> priority;
-    if (training && config_.use_rts && config_.drop_tokens) {
+    // As in DeepSpeed, Random Token Selection also decides evaluation's drops (its noise comes
+    // from the evaluation stream ids, so evaluation stays reproducible); the noise policy is
+    // training-only.
+    if (config_.use_rts && config_.drop_tokens) {
       priority.resize(static_cast<std::size_t>(S));
       noise.uniform(priority.data(), S, 0.0f, 1.0f);
     }

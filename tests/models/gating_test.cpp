@@ -58,7 +58,7 @@ std::vector<double> softmax64(const std::vector<double>& logits, std::int64_t E)
 
 }  // namespace
 
-TEST_CASE("Router: noise is drawn only in training, in the documented order") {
+TEST_CASE("Router: the noise policy draws only in training, RTS priorities in evaluation too") {
   const std::int64_t S = 8, E = 4, d = 3;
   const Tensor x = random_tensor({S, d}, 1);
   struct Case {
@@ -77,7 +77,17 @@ TEST_CASE("Router: noise is drawn only in training, in the documented order") {
     const Router router(config, 5);
     RecordingNoise eval_noise;
     router.route(x, /*training=*/false, eval_noise);
-    CHECK(eval_noise.calls().empty());
+    // As DeepSpeed's TopKGate does, Random Token Selection (k = 1 with drops) also picks
+    // evaluation's drops; no noise policy applies there.
+    if (c.k == 1 && c.drop_tokens) {
+      REQUIRE(eval_noise.calls().size() == 1);
+      CHECK(eval_noise.calls()[0].kind == 'u');
+      CHECK(eval_noise.calls()[0].n == S);
+      CHECK(eval_noise.calls()[0].lo == 0.0f);
+      CHECK(eval_noise.calls()[0].hi == 1.0f);
+    } else {
+      CHECK(eval_noise.calls().empty());
+    }
 
     RecordingNoise noise;
     router.route(x, /*training=*/true, noise);

@@ -429,6 +429,7 @@ TEST_CASE("MoE layer: experts with no tokens and fully dropped tokens") {
     CAPTURE(k);
     MoEConfig config = make_config(3, k, true);
     config.capacity_factor = 1.0;
+    config.use_rts = false;  // k = 1 keeps an expert's first C tokens, by position
     MoELayer layer(config, 12);
     // Wg row 0 = 1: every (positive) token's first choice is expert 0; k = 2 ties the rest at 0,
     // so the second choice is expert 1. C = max(ceil(8 / 3 · k), 4): tokens ≥ C drop entirely.

@@ -68,8 +68,9 @@ inline RoutingDraws spec_draws(const MoEConfig& c, bool training, std::int64_t S
   const bool jitter = training && c.noisy_gate_policy == "Jitter";
   const bool gumbel = training && ((c.k == 1 && c.noisy_gate_policy == "RSample") ||
                                    (c.k == 2 && c.top2_2nd_expert_sampling));
-  // Like the noise, Random Token Selection is training-only here: evaluation is deterministic.
-  const bool priority = training && c.k == 1 && c.use_rts && c.drop_tokens;
+  // Unlike the noise policy, Random Token Selection applies in evaluation too, as DeepSpeed's
+  // TopKGate passes use_rts whether training or not.
+  const bool priority = c.k == 1 && c.use_rts && c.drop_tokens;
   RoutingDraws draws;
   for (const auto& call : calls) {
     if (call.kind == 'u' && call.n == S * c.hidden_size && call.lo == 0.99f && call.hi == 1.01f)

@@ -182,6 +182,7 @@ TEST_CASE("dispatcher handles experts with no tokens and rejects wrong shapes") 
   config.num_experts = 3;
   config.min_capacity = 2;
   config.capacity_factor = 0.5;  // C = max(ceil(6 / 3 · 0.5), 2) = 2
+  config.use_rts = false;        // expert 0 keeps its first 2 tokens, by position
   Router router(config, 1);
   router.weight().value.copy_from(Tensor::from_vector({1, 1, 0, 0, 0, 0}, {3, 2}));
   // Every token prefers expert 0 (positive inputs): experts 1 and 2 get nothing, 4 tokens drop.
