@@ -144,6 +144,7 @@ void log_eval(Self self, const EvalTotals& totals) {
                       {"loss", loss},
                       {"accuracy", accuracy},
                       {"count", totals.count}};
+  line["elapsed_s"] = seconds_since(st.started);  // plots put evaluations on the wall-time axis
   if (st.opt.language_model) {
     line["bits_per_char"] = loss / std::log(2.0);
     spdlog::info(

@@ -14,14 +14,29 @@ function(troupe_target_defaults target)
   endif()
 endfunction()
 
-# A project library: sources, its public include root is the repository root ("memory/tensor.hpp").
+# A project library: sources, its public include root is the repository root ("memory/tensor.hpp")
+# in the build tree and <prefix>/include once installed. troupe_<x> is installed and exported as
+# troupe::<x> (cmake/TroupeInstall.cmake) unless marked INTERNAL (the command line's own code).
 function(troupe_library name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "INTERNAL" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
   if(NOT ARG_SOURCES)  # a folder whose code has not been written yet
     return()
   endif()
   add_library(${name} STATIC ${ARG_SOURCES})
-  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR})
+  target_include_directories(${name} PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
+                                            $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   target_link_libraries(${name} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+  target_compile_features(${name} PUBLIC cxx_std_20)  # the headers need C++20 from users too
   troupe_target_defaults(${name})
+  if(NOT ARG_INTERNAL)
+    troupe_export_library(${name})
+  endif()
+endfunction()
+
+# Marks a library for installation and export as troupe::<name without "troupe_">.
+function(troupe_export_library name)
+  string(REGEX REPLACE "^troupe_" "" short ${name})
+  set_target_properties(${name} PROPERTIES EXPORT_NAME ${short})
+  add_library(troupe::${short} ALIAS ${name})
+  set_property(GLOBAL APPEND PROPERTY TROUPE_EXPORTED_LIBRARIES ${name})
 endfunction()

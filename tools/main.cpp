@@ -1,9 +1,10 @@
-// The `troupe` command: train a config, summarize a trace.
+// The `troupe` command: train a config, launch ranks, plot metrics and traces, summarize a trace.
 //
 //   troupe train CONFIG [--deepspeed_config DS_CONFIG] [--resume DIR] [--trace FILE]
-//                       [--metrics FILE] [--steps N]
+//                       [--metrics FILE] [--steps N] [--plot]
 //   troupe launch [--nproc_per_node N] [--nnodes K] [--node_rank R] [--master_addr A]
 //                 [--master_port P] [--hostfile FILE] CONFIG [train options]
+//   troupe plot METRICS.jsonl… | TRACE.json [-o DIR] [--step N]
 //   troupe trace summarize FILE
 //   troupe config-keys --markdown   (docs/CONFIG-KEYS.md: what troupe does with each DeepSpeed key)
 #include <cstdio>
@@ -14,6 +15,7 @@
 
 #include "configs/deepspeed_keys.hpp"
 #include "tools/launch_command.hpp"
+#include "tools/plot_command.hpp"
 #include "tools/train_command.hpp"
 #include "trace/trace_summary.hpp"
 
@@ -37,6 +39,22 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--trace", train.trace_file, "Write a Chrome-trace JSON (Perfetto) here");
   train_cmd->add_option("--metrics", train.metrics_file, "Write JSON-lines metrics here");
   train_cmd->add_option("--steps", train.steps, "Optimizer steps (overrides the config)")
+      ->check(CLI::PositiveNumber);
+  train_cmd->add_flag("--plot", train.plot,
+                      "When the run ends, write PNG plots of the metrics (and the trace) next to "
+                      "the metrics file");
+
+  troupe::PlotCommand plot;
+  auto* plot_cmd = app.add_subcommand(
+      "plot", "Draw PNG plots: metrics files (runs overlaid) or a trace's step timeline");
+  plot_cmd
+      ->add_option("files", plot.inputs, "metrics JSON lines (*.jsonl) or Chrome traces (*.json)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  plot_cmd->add_option("-o,--output", plot.out_dir, "Folder for the PNG files")
+      ->capture_default_str();
+  plot_cmd
+      ->add_option("--step", plot.step, "Traced step to draw (1-based; default: the middle one)")
       ->check(CLI::PositiveNumber);
 
   troupe::LaunchCommand launch;
@@ -80,6 +98,7 @@ int main(int argc, char** argv) {
     launch.forwarded = launch_cmd->remaining();
     return troupe::run_launch(launch);
   }
+  if (plot_cmd->parsed()) return troupe::run_plot(plot);
   if (keys_cmd->parsed()) {
     std::fputs(troupe::render_config_keys_markdown().c_str(), stdout);
     return 0;

@@ -15,6 +15,7 @@
 #include "kernels/ops/gemm.hpp"
 #include "models/checkpoint.hpp"
 #include "scheduler/actor_runtime.hpp"
+#include "tools/plot_command.hpp"
 #include "tools/rank_environment.hpp"
 #include "tools/run_setup.hpp"
 
@@ -38,6 +39,22 @@ std::int64_t count_parameters(Model& model, bool expert) {
   for (auto* p : model.parameters())
     if (p->is_expert == expert) n += p->value.numel();
   return n;
+}
+
+// `--plot`: the metrics (and the trace, if one was written) as PNG files beside the metrics.
+int plot_run(const std::string& metrics_file, const std::string& trace_file) {
+  if (metrics_file.empty()) {
+    spdlog::error("--plot needs a metrics file, and runtime.metrics_file is empty");
+    return 1;
+  }
+  PlotCommand plot;
+  plot.inputs.push_back(metrics_file);
+  if (!trace_file.empty()) plot.inputs.push_back(trace_file);
+  plot.out_dir = std::filesystem::path(metrics_file).parent_path().string();
+  if (plot.out_dir.empty()) plot.out_dir = ".";
+  const int code = run_plot(plot);
+  if (code == 0) std::printf("plots: %s\n", plot.out_dir.c_str());
+  return code;
 }
 
 int train(RunConfig config, const TrainCommand& command) {
@@ -202,6 +219,7 @@ int train(RunConfig config, const TrainCommand& command) {
   self->send_exit(trainer, caf::exit_reason::user_shutdown);
   self->send_exit(data_actor, caf::exit_reason::user_shutdown);
   runtime.shutdown();
+  if (exit_code == 0 && command.plot) exit_code = plot_run(to.metrics_file, trace_file);
   return exit_code;
 }
 

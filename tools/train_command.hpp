@@ -1,7 +1,7 @@
 // `troupe train CONFIG`: trains the config's model with the actor runtime, shows progress, writes
-// metrics (JSON lines), checkpoints and optionally a Chrome trace, and ends with the evaluation
-// result ("test accuracy: NN.NN%" for classifiers, validation loss in bits per character for
-// language models).
+// metrics (JSON lines), checkpoints, optionally a Chrome trace and plots, and ends with the
+// evaluation result ("test accuracy: NN.NN%" for classifiers, validation loss in bits per character
+// for language models).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +17,7 @@ struct TrainCommand {
   std::string trace_file;    // overrides runtime.trace_file
   std::string metrics_file;  // overrides runtime.metrics_file
   std::int64_t steps = 0;    // overrides the number of optimizer steps when > 0
+  bool plot = false;         // write PNG plots next to the metrics file when the run ends
 };
 
 // Returns the process exit code: 0 on success, 2 for a bad config, 1 for a failed run.

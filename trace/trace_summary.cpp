@@ -3,196 +3,46 @@
 #include "trace/trace_summary.hpp"
 
 #include <algorithm>
-#include <fstream>
 #include <iomanip>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <sstream>
-#include <stdexcept>
 #include <utility>
 
+#include "trace/intervals.hpp"
+#include "trace/trace_reader.hpp"
 #include "trace/trace_recorder.hpp"
 
 namespace troupe {
 
-using nlohmann::json;
-
-namespace {
-
-using Intervals = std::vector<std::pair<double, double>>;
-
-// Sorted, disjoint intervals covering the same time as `v`; empty intervals vanish.
-Intervals merged(Intervals v) {
-  std::sort(v.begin(), v.end());
-  Intervals out;
-  for (const auto& [begin, end] : v) {
-    if (end <= begin) continue;
-    if (!out.empty() && begin <= out.back().second)
-      out.back().second = std::max(out.back().second, end);
-    else
-      out.emplace_back(begin, end);
-  }
-  return out;
-}
-
-double length(const Intervals& disjoint) {
-  double total = 0;
-  for (const auto& [begin, end] : disjoint) total += end - begin;
-  return total;
-}
-
-// Length of the intersection of two merged interval lists (one sweep over both).
-double overlap(const Intervals& a, const Intervals& b) {
-  double total = 0;
-  std::size_t i = 0, j = 0;
-  while (i < a.size() && j < b.size()) {
-    const double lo = std::max(a[i].first, b[j].first);
-    const double hi = std::min(a[i].second, b[j].second);
-    if (hi > lo) total += hi - lo;
-    if (a[i].second < b[j].second)
-      ++i;
-    else
-      ++j;
-  }
-  return total;
-}
-
-struct TrackData {
-  std::string thread_name;
-  double first_us = std::numeric_limits<double>::infinity();
-  double last_us = -std::numeric_limits<double>::infinity();
-  Intervals spans;
-  std::map<std::string, Intervals> spans_by_category;
-  std::map<std::string, std::int64_t> sent_by_type;
-  std::map<std::string, std::int64_t> received_by_type;
-};
-
-class EventReader {
- public:
-  EventReader(const json& event, std::size_t index, const std::string& path)
-      : event_(event),
-        where_("summarize_chrome_trace('" + path + "'): traceEvents[" + std::to_string(index) +
-               "]") {
-    if (!event_.is_object()) fail("is not a JSON object: " + event_.dump());
-  }
-  [[noreturn]] void fail(const std::string& what) const {
-    throw std::invalid_argument(where_ + " " + what);
-  }
-  std::string string_field(const char* key, bool required) const {
-    if (!event_.contains(key)) {
-      if (required) fail(std::string("has no \"") + key + "\"");
-      return {};
-    }
-    const json& value = event_.at(key);
-    if (!value.is_string()) fail(std::string("\"") + key + "\" must be a string: " + value.dump());
-    return value.get<std::string>();
-  }
-  double number_field(const char* key) const {
-    if (!event_.contains(key)) fail(std::string("has no \"") + key + "\"");
-    const json& value = event_.at(key);
-    if (!value.is_number()) fail(std::string("\"") + key + "\" must be a number: " + value.dump());
-    return value.get<double>();
-  }
-  std::int64_t id_field(const char* key) const {  // pid and tid; absent means 0
-    if (!event_.contains(key)) return 0;
-    const json& value = event_.at(key);
-    if (!value.is_number_integer())
-      fail(std::string("\"") + key + "\" must be an integer: " + value.dump());
-    return value.get<std::int64_t>();
-  }
-  std::string name_arg() const {  // args.name of a metadata event
-    const json* args = event_.contains("args") ? &event_.at("args") : nullptr;
-    if (!args || !args->is_object() || !args->contains("name") || !args->at("name").is_string())
-      fail("metadata needs a string args.name: " + event_.dump());
-    return args->at("name").get<std::string>();
-  }
-
- private:
-  const json& event_;
-  std::string where_;
-};
-
-json read_trace(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("summarize_chrome_trace: cannot open '" + path + "'");
-  try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw std::invalid_argument("summarize_chrome_trace('" + path + "'): not valid JSON (" +
-                                e.what() + ")");
-  }
-}
-
-}  // namespace
-
 TraceSummary summarize_chrome_trace(const std::string& path) {
-  const json doc = read_trace(path);
-  const json* events = &doc;
-  if (doc.is_object()) events = doc.contains("traceEvents") ? &doc.at("traceEvents") : nullptr;
-  if (!events || !events->is_array())
-    throw std::invalid_argument("summarize_chrome_trace('" + path +
-                                "'): expected an object with a \"traceEvents\" array, or an array");
-
-  std::map<std::pair<std::int64_t, std::int64_t>, TrackData> tracks;
-  std::map<std::int64_t, std::string> process_names;
+  ChromeTrace trace = read_chrome_trace(path);
+  TraceSummary summary;
   Intervals comm, compute;
   double wall_first = std::numeric_limits<double>::infinity();
   double wall_last = -std::numeric_limits<double>::infinity();
-
-  for (std::size_t i = 0; i < events->size(); ++i) {
-    const EventReader event((*events)[i], i, path);
-    const std::string phase = event.string_field("ph", true);
-    const std::int64_t pid = event.id_field("pid");
-    const std::pair<std::int64_t, std::int64_t> key{pid, event.id_field("tid")};
-    if (phase == "M") {
-      const std::string kind = event.string_field("name", true);
-      if (kind == "thread_name") tracks[key].thread_name = event.name_arg();
-      if (kind == "process_name") process_names[pid] = event.name_arg();
-      continue;
-    }
-    TrackData& track = tracks[key];
-    const double ts = event.number_field("ts");
-    double end = ts;
-    if (phase == "X") {
-      const double dur = event.number_field("dur");
-      if (dur < 0) event.fail("has a negative dur");
-      end = ts + dur;
-      const std::string category = event.string_field("cat", false);
-      track.spans.emplace_back(ts, end);
-      if (dur > 0) track.spans_by_category[category].emplace_back(ts, end);
-      if (category == trace_category::comm) comm.emplace_back(ts, end);
-      if (category == trace_category::compute) compute.emplace_back(ts, end);
-    } else if (phase == "s") {
-      ++track.sent_by_type[event.string_field("name", true)];
-    } else if (phase == "f") {
-      ++track.received_by_type[event.string_field("name", true)];
-    }
-    track.first_us = std::min(track.first_us, ts);
-    track.last_us = std::max(track.last_us, end);
-    wall_first = std::min(wall_first, ts);
-    wall_last = std::max(wall_last, end);
-  }
-
-  TraceSummary summary;
-  for (auto& [key, data] : tracks) {
+  for (TraceTrack& track : trace.tracks) {
     TrackSummary t;
-    const auto& [pid, tid] = key;
-    t.name = data.thread_name.empty() ? "tid " + std::to_string(tid) : data.thread_name;
-    if (process_names.size() > 1) {
-      auto it = process_names.find(pid);
-      t.name =
-          (it != process_names.end() ? it->second : "pid " + std::to_string(pid)) + "/" + t.name;
+    t.name = std::move(track.name);
+    t.first_us = track.first_us;
+    t.last_us = track.last_us;
+    if (track.timed) {
+      wall_first = std::min(wall_first, track.first_us);
+      wall_last = std::max(wall_last, track.last_us);
     }
-    if (data.first_us <= data.last_us) {  // the track has timed events
-      t.first_us = data.first_us;
-      t.last_us = data.last_us;
+    Intervals spans;
+    std::map<std::string, Intervals> spans_by_category;
+    for (const TraceSpan& s : track.spans) {
+      spans.emplace_back(s.start_us, s.end_us);
+      if (s.end_us > s.start_us) spans_by_category[s.category].emplace_back(s.start_us, s.end_us);
+      if (s.category == trace_category::comm) comm.emplace_back(s.start_us, s.end_us);
+      if (s.category == trace_category::compute) compute.emplace_back(s.start_us, s.end_us);
     }
-    t.busy_us = length(merged(std::move(data.spans)));
+    t.busy_us = length(merged(std::move(spans)));
     t.idle_us = (t.last_us - t.first_us) - t.busy_us;
-    for (auto& [category, spans] : data.spans_by_category)
-      t.busy_by_category_us[category] = length(merged(std::move(spans)));
-    t.sent_by_type = std::move(data.sent_by_type);
-    t.received_by_type = std::move(data.received_by_type);
+    for (auto& [category, intervals] : spans_by_category)
+      t.busy_by_category_us[category] = length(merged(std::move(intervals)));
+    for (const TraceFlow& f : track.sent) ++t.sent_by_type[f.type];
+    for (const TraceFlow& f : track.received) ++t.received_by_type[f.type];
     for (const auto& [type, n] : t.sent_by_type) t.messages_sent += n;
     for (const auto& [type, n] : t.received_by_type) t.messages_received += n;
     summary.tracks.push_back(std::move(t));

@@ -33,7 +33,7 @@ struct TraceSummary {
   double comm_overlap_fraction = 0;  // comm_overlapped_us / comm_us; 0 when there is no comm
 };
 
-// Reads `path` (JSON object format with "traceEvents", or a bare event array). Spans are "X"
+// Reads `path` with read_chrome_trace (trace/trace_reader.hpp). Spans are "X"
 // events, messages are flow events: "s" counts as sent on its thread, "f" as received, by the
 // flow's name. Throws std::runtime_error when the file cannot be read and std::invalid_argument,
 // naming the event, when it is not such a trace.
