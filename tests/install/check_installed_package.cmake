@@ -1,7 +1,6 @@
 # CTest driver (cmake -P): installs the build tree into a scratch prefix, configures and builds the
 # outside project in this folder against it (find_package(troupe)), and runs the example it builds.
-# Needs BUILD_DIR, SOURCE_DIR, WORK_DIR, GENERATOR; optional EXTRA_FLAGS (sanitizer builds need
-# their flags at the user's link too).
+# Needs BUILD_DIR, SOURCE_DIR, WORK_DIR, GENERATOR.
 foreach(var BUILD_DIR SOURCE_DIR WORK_DIR GENERATOR)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "check_installed_package.cmake: -D${var}=... is required")
@@ -22,7 +21,6 @@ step(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
 # -O0: this test checks that the package links and works, not how fast.
 step(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/install -B ${WORK_DIR}/build -G "${GENERATOR}"
      -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-O0
-     "-DCMAKE_CXX_FLAGS=${EXTRA_FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${EXTRA_FLAGS}"
      -DTROUPE_EXAMPLE=${SOURCE_DIR}/examples/embed_moe_layer.cpp)
 step(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 step(${WORK_DIR}/build/embed_moe_layer)
