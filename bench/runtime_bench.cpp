@@ -55,7 +55,7 @@ struct Config {
 using Data = std::vector<std::vector<Batch>>;  // [step][micro-batch]
 
 std::shared_ptr<Model> make_model() {
-  LeNetMoEConfig c;     // 1×28×28, 10 classes, fc3 width 84
+  LeNetMoEConfig c;  // 1×28×28, 10 classes, fc3 width 84
   c.conv1_padding = 2;  // as the main job (configs/fashion_mnist_moe.json)
   c.moe.num_experts = 8;
   c.moe.k = 2;
@@ -267,9 +267,9 @@ int main(int argc, char** argv) {
       "message, 2 workers, sharing) = %.1f us\n",
       static_cast<long long>(opt.steps), static_cast<long long>(opt.warmup),
       static_cast<long long>(opt.runs), hop_us);
-  std::printf("%-14s %6s %9s %14s %14s %14s %9s %9s %14s\n", "micro-batches", "depth", "replicas",
-              "seq ms (2 BLAS)", "seq ms (1 BLAS)", "actors ms", "speed-up", "vs best",
-              "messages/step");
+  std::printf("%-14s %6s %9s %14s %14s %14s %9s %9s %14s\n", "micro-batches", "depth",
+              "replicas", "seq ms (2 BLAS)", "seq ms (1 BLAS)", "actors ms", "speed-up",
+              "vs best", "messages/step");
   for (const auto& config : configs) {
     const auto data = make_data(config, opt.warmup + opt.steps);
     // The reference for bit-identity: the sequential executor with the actors' single BLAS thread
