@@ -21,7 +21,7 @@ SlotKey key_of(std::int64_t micro_batch, std::int64_t layer, CollectivePhase pha
 // A dispatch waiting for its turn, or a combine whose parts are being collected.
 struct Request {
   MicroBatchKey key;
-  caf::actor gate;
+  comm_combined_actor gate;
   TensorHandle rows;                         // dispatch: the gate's expert-major rows
   std::vector<std::int64_t> expert_offsets;  // dispatch
   std::vector<TensorHandle> parts;           // combine: one per shard
@@ -43,7 +43,7 @@ struct CommState {
   bool round_open() const { return next < schedule.size(); }
 };
 
-using Self = caf::stateful_actor<CommState>*;
+using Self = comm_actor::stateful_pointer<CommState>;
 
 bool is_backward(CollectivePhase p) {
   return p == CollectivePhase::dispatch_backward || p == CollectivePhase::combine_backward;
@@ -125,8 +125,8 @@ void pump(Self self) {
   }
 }
 
-caf::behavior comm_behavior(Self self, CommActorSpec spec, ActorContext ctx,
-                            IssueObserver observer) {
+comm_actor::behavior_type comm_behavior(Self self, CommActorSpec spec, ActorContext ctx,
+                                        IssueObserver observer) {
   auto& st = self->state;
   st.spec = std::move(spec);
   st.ctx = std::move(ctx);
@@ -152,7 +152,8 @@ caf::behavior comm_behavior(Self self, CommActorSpec spec, ActorContext ctx,
             msg.backward ? CollectivePhase::dispatch_backward : CollectivePhase::dispatch_forward;
         auto& r = st.requests[key_of(msg.key.micro_batch, msg.layer, phase)];
         r.key = msg.key;
-        r.gate = caf::actor_cast<caf::actor>(self->current_sender());
+        // Only gates send comm_dispatch, and a gate accepts comm_combined.
+        r.gate = caf::actor_cast<comm_combined_actor>(self->current_sender());
         r.rows = msg.rows;
         r.expert_offsets = msg.expert_offsets;
         r.complete = true;
@@ -185,7 +186,7 @@ caf::behavior comm_behavior(Self self, CommActorSpec spec, ActorContext ctx,
 
 }  // namespace
 
-caf::actor spawn_comm_actor(caf::actor_system& system, CommActorSpec spec, ActorContext context,
+comm_actor spawn_comm_actor(caf::actor_system& system, CommActorSpec spec, ActorContext context,
                             IssueObserver observer) {
   return system.spawn(comm_behavior, std::move(spec), std::move(context), std::move(observer));
 }

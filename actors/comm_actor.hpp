@@ -17,8 +17,6 @@
 #include <functional>
 #include <vector>
 
-#include <caf/fwd.hpp>
-
 #include "actors/actor_context.hpp"
 #include "actors/expert_shard_actor.hpp"
 #include "comm/collective_schedule.hpp"
@@ -26,7 +24,7 @@
 namespace troupe {
 
 struct LayerShards {
-  std::vector<caf::actor> actors;
+  std::vector<expert_shard_actor> actors;
   std::vector<ExpertShardSpec> specs;  // same order; together they cover the layer's local experts
 };
 
@@ -38,7 +36,7 @@ struct CommActorSpec {
 // Test hook: called with every collective in the order it is issued.
 using IssueObserver = std::function<void(const CollectiveSlot&)>;
 
-caf::actor spawn_comm_actor(caf::actor_system& system, CommActorSpec spec, ActorContext context,
+comm_actor spawn_comm_actor(caf::actor_system& system, CommActorSpec spec, ActorContext context,
                             IssueObserver observer = nullptr);
 
 }  // namespace troupe

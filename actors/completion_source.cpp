@@ -3,7 +3,8 @@
 
 namespace troupe {
 
-void DrivenCompletionSource::watch(Readiness readiness, caf::actor to, std::uint64_t token) {
+void DrivenCompletionSource::watch(Readiness readiness, handle_ready_actor to,
+                                   std::uint64_t token) {
   std::lock_guard lock(mutex_);
   watches_.push_back({std::move(readiness), std::move(to), token});
 }
@@ -39,7 +40,8 @@ PollingCompletionSource::~PollingCompletionSource() {
   thread_.join();
 }
 
-void PollingCompletionSource::watch(Readiness readiness, caf::actor to, std::uint64_t token) {
+void PollingCompletionSource::watch(Readiness readiness, handle_ready_actor to,
+                                    std::uint64_t token) {
   pending_.watch(std::move(readiness), std::move(to), token);
   {
     std::lock_guard lock(mutex_);

@@ -19,7 +19,7 @@
 
 #include <caf/all.hpp>
 
-#include "actors/messages.hpp"
+#include "actors/protocols.hpp"
 #include "memory/readiness.hpp"
 
 namespace troupe {
@@ -27,14 +27,15 @@ namespace troupe {
 class CompletionSource {
  public:
   virtual ~CompletionSource() = default;
-  // Sends handle_ready{token} to `to` once `readiness` is ready (at once if it already is).
-  virtual void watch(Readiness readiness, caf::actor to, std::uint64_t token) = 0;
+  // Sends handle_ready{token} to `to` once `readiness` is ready (at once if it already is). Any
+  // actor that accepts handle_ready can be watched for, whatever else its interface holds.
+  virtual void watch(Readiness readiness, handle_ready_actor to, std::uint64_t token) = 0;
 };
 
 // Watches from any thread; delivers on poll().
 class DrivenCompletionSource final : public CompletionSource {
  public:
-  void watch(Readiness readiness, caf::actor to, std::uint64_t token) override;
+  void watch(Readiness readiness, handle_ready_actor to, std::uint64_t token) override;
   // Sends handle_ready for every watched readiness that has become ready; returns how many.
   std::size_t poll();
   std::size_t watching() const;
@@ -42,7 +43,7 @@ class DrivenCompletionSource final : public CompletionSource {
  private:
   struct Watch {
     Readiness readiness;
-    caf::actor to;
+    handle_ready_actor to;
     std::uint64_t token;
   };
   mutable std::mutex mutex_;
@@ -59,7 +60,7 @@ class PollingCompletionSource final : public CompletionSource {
   PollingCompletionSource(const PollingCompletionSource&) = delete;
   PollingCompletionSource& operator=(const PollingCompletionSource&) = delete;
 
-  void watch(Readiness readiness, caf::actor to, std::uint64_t token) override;
+  void watch(Readiness readiness, handle_ready_actor to, std::uint64_t token) override;
 
  private:
   void run();

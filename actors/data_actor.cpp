@@ -8,8 +8,6 @@
 namespace troupe {
 namespace {
 
-using prefetch_atom = caf::atom_constant<caf::atom("prefetch")>;
-
 struct Prepared {
   batch_data batch;
   BatcherPosition position;  // where the batcher stood before drawing it
@@ -33,10 +31,10 @@ Prepared draw(Batcher& batcher, const ActorContext& ctx) {
   return p;
 }
 
-caf::behavior data_behavior(caf::stateful_actor<DataState>* self,
-                            std::shared_ptr<const Dataset> train,
-                            std::shared_ptr<const Dataset> eval, DataActorOptions options,
-                            ActorContext ctx) {
+data_actor::behavior_type data_behavior(data_actor::stateful_pointer<DataState> self,
+                                        std::shared_ptr<const Dataset> train,
+                                        std::shared_ptr<const Dataset> eval,
+                                        DataActorOptions options, ActorContext ctx) {
   auto& st = self->state;
   st.train = std::make_unique<Batcher>(std::move(train), options.train);
   st.train->seek(options.start);
@@ -100,7 +98,7 @@ caf::behavior data_behavior(caf::stateful_actor<DataState>* self,
 
 }  // namespace
 
-caf::actor spawn_data_actor(caf::actor_system& system, std::shared_ptr<const Dataset> train,
+data_actor spawn_data_actor(caf::actor_system& system, std::shared_ptr<const Dataset> train,
                             std::shared_ptr<const Dataset> eval, DataActorOptions options,
                             ActorContext context) {
   return system.spawn(data_behavior, std::move(train), std::move(eval), options,

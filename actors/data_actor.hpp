@@ -11,9 +11,8 @@
 #include <cstdint>
 #include <memory>
 
-#include <caf/fwd.hpp>
-
 #include "actors/actor_context.hpp"
+#include "actors/protocols.hpp"
 #include "data/batcher.hpp"
 #include "data/dataset.hpp"
 
@@ -26,7 +25,7 @@ struct DataActorOptions {
   BatcherPosition start;      // where training batches begin (a checkpoint's position)
 };
 
-caf::actor spawn_data_actor(caf::actor_system& system, std::shared_ptr<const Dataset> train,
+data_actor spawn_data_actor(caf::actor_system& system, std::shared_ptr<const Dataset> train,
                             std::shared_ptr<const Dataset> eval, DataActorOptions options,
                             ActorContext context);
 

@@ -22,14 +22,15 @@ struct ShardState {
   ReadinessGate readiness;
 };
 
-using Self = caf::stateful_actor<ShardState>*;
+using Self = expert_shard_actor::stateful_pointer<ShardState>;
 
-caf::actor sender_of(Self self) {
-  return caf::actor_cast<caf::actor>(self->current_sender());
+// Only the comm actor sends expert_forward / expert_backward, and it accepts expert_output.
+expert_output_actor sender_of(Self self) {
+  return caf::actor_cast<expert_output_actor>(self->current_sender());
 }
 
-caf::behavior shard_behavior(Self self, std::shared_ptr<Model> model, ExpertShardSpec spec,
-                             ActorContext ctx) {
+expert_shard_actor::behavior_type shard_behavior(Self self, std::shared_ptr<Model> model,
+                                                 ExpertShardSpec spec, ActorContext ctx) {
   auto& st = self->state;
   st.experts = &model->moe_layer(spec.layer).experts();
   st.model = std::move(model);
@@ -81,8 +82,8 @@ caf::behavior shard_behavior(Self self, std::shared_ptr<Model> model, ExpertShar
 
 }  // namespace
 
-caf::actor spawn_expert_shard_actor(caf::actor_system& system, std::shared_ptr<Model> model,
-                                    ExpertShardSpec spec, ActorContext context) {
+expert_shard_actor spawn_expert_shard_actor(caf::actor_system& system, std::shared_ptr<Model> model,
+                                            ExpertShardSpec spec, ActorContext context) {
   return system.spawn(shard_behavior, std::move(model), spec, std::move(context));
 }
 

@@ -13,9 +13,8 @@
 #include <cstdint>
 #include <memory>
 
-#include <caf/fwd.hpp>
-
 #include "actors/actor_context.hpp"
+#include "actors/protocols.hpp"
 #include "models/model.hpp"
 
 namespace troupe {
@@ -27,7 +26,7 @@ struct ExpertShardSpec {
   std::int64_t last_expert = 0;
 };
 
-caf::actor spawn_expert_shard_actor(caf::actor_system& system, std::shared_ptr<Model> model,
-                                    ExpertShardSpec spec, ActorContext context);
+expert_shard_actor spawn_expert_shard_actor(caf::actor_system& system, std::shared_ptr<Model> model,
+                                            ExpertShardSpec spec, ActorContext context);
 
 }  // namespace troupe

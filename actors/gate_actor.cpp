@@ -16,8 +16,9 @@ namespace troupe {
 namespace {
 
 struct InFlight {
-  forward_work work;      // the forward message (batch handles travel on with it)
-  caf::actor came_from;   // gets the backward pass: the stage (replica) that holds its cache
+  forward_work work;  // the forward message (batch handles travel on with it)
+  pipeline_stage_actor
+      came_from;          // gets the backward pass: the stage (replica) that holds its cache
   Tensor x;               // the layer's input [S, d]
   MoEForwardState state;  // router plan, combine and residual activations
   RoutingPlan plan;       // until finish_forward takes it
@@ -28,7 +29,7 @@ struct GateState {
   std::shared_ptr<Model> model;
   MoELayer* layer = nullptr;
   std::int64_t layer_index = 0;
-  caf::actor comm;
+  comm_actor comm;
   std::uint64_t seed = 0;
   ActorContext ctx;
   pipeline_links links;
@@ -37,9 +38,9 @@ struct GateState {
   ReadinessGate readiness;
 };
 
-using Self = caf::stateful_actor<GateState>*;
+using Self = gate_actor::stateful_pointer<GateState>;
 
-void route_and_dispatch(Self self, const forward_work& msg, caf::actor came_from) {
+void route_and_dispatch(Self self, const forward_work& msg, pipeline_stage_actor came_from) {
   auto& st = self->state;
   auto [node, inserted] = st.in_flight.try_emplace(msg.key);
   if (!inserted)
@@ -105,14 +106,14 @@ void finish_backward(Self self, const MicroBatchKey& key, const Tensor& grad_row
     const float grad_l_aux = st.model->aux_loss_coef() * f.work.loss_weight;
     grad_x = st.layer->end_backward(grad_rows, grad_l_aux, f.x, f.state);
   }
-  const caf::actor previous = f.came_from;
+  const pipeline_stage_actor previous = f.came_from;
   const TensorHandle carry = f.carry;
   st.in_flight.erase(key);
   self->send(previous, backward_work{key, TensorHandle(grad_x), carry, st.ctx.stamp()});
 }
 
-caf::behavior gate_behavior(Self self, std::shared_ptr<Model> model, std::int64_t layer,
-                            caf::actor comm, std::uint64_t seed, ActorContext ctx) {
+gate_actor::behavior_type gate_behavior(Self self, std::shared_ptr<Model> model, std::int64_t layer,
+                                        comm_actor comm, std::uint64_t seed, ActorContext ctx) {
   auto& st = self->state;
   st.layer = &model->moe_layer(layer);
   st.model = std::move(model);
@@ -128,7 +129,9 @@ caf::behavior gate_behavior(Self self, std::shared_ptr<Model> model, std::int64_
         st.ctx.received(msg.stamp, "forward_work", msg.key.micro_batch, msg.activation.bytes());
         st.readiness.consume(
             self, {msg.activation},
-            [self, msg, from = caf::actor_cast<caf::actor>(self->current_sender())] {
+            // Stages (and the embedding program standing in for them) send forward_work; each
+            // accepts backward_work.
+            [self, msg, from = caf::actor_cast<pipeline_stage_actor>(self->current_sender())] {
               route_and_dispatch(self, msg, from);
             });
       },
@@ -155,8 +158,8 @@ caf::behavior gate_behavior(Self self, std::shared_ptr<Model> model, std::int64_
 
 }  // namespace
 
-caf::actor spawn_gate_actor(caf::actor_system& system, std::shared_ptr<Model> model,
-                            std::int64_t layer, caf::actor comm, std::uint64_t seed,
+gate_actor spawn_gate_actor(caf::actor_system& system, std::shared_ptr<Model> model,
+                            std::int64_t layer, comm_actor comm, std::uint64_t seed,
                             ActorContext context) {
   return system.spawn(gate_behavior, std::move(model), layer, std::move(comm), seed,
                       std::move(context));

@@ -14,17 +14,16 @@
 #include <cstdint>
 #include <memory>
 
-#include <caf/fwd.hpp>
-
 #include "actors/actor_context.hpp"
+#include "actors/protocols.hpp"
 #include "models/model.hpp"
 
 namespace troupe {
 
 // `seed` keys the routing noise (see models/noise_stream.hpp); `comm` is the comm actor of the
 // layer's expert-parallel group.
-caf::actor spawn_gate_actor(caf::actor_system& system, std::shared_ptr<Model> model,
-                            std::int64_t layer, caf::actor comm, std::uint64_t seed,
+gate_actor spawn_gate_actor(caf::actor_system& system, std::shared_ptr<Model> model,
+                            std::int64_t layer, comm_actor comm, std::uint64_t seed,
                             ActorContext context);
 
 }  // namespace troupe

@@ -66,12 +66,22 @@ struct forward_work {
   TraceStamp stamp;
 };
 
+struct backward_work;
+struct loss_report;
+struct micro_batch_done;
+// The two interfaces a pipeline actor's links name (actors/protocols.hpp has the others): what a
+// dense stage and a gate both accept, and what the scheduler accepts from the stages.
+using pipeline_stage_actor =
+    caf::typed_actor<caf::reacts_to<forward_work>, caf::reacts_to<backward_work>>;
+using pipeline_sink_actor =
+    caf::typed_actor<caf::reacts_to<loss_report>, caf::reacts_to<micro_batch_done>>;
+
 // Scheduler → pipeline actor, once after spawning: its neighbours in the chain
 // segment 0 → gate 0 → segment 1 → … and who collects results.
 struct pipeline_links {
-  caf::actor previous;   // receives this actor's backward output (invalid for segment 0)
-  caf::actor next;       // receives this actor's forward output (invalid for the last segment)
-  caf::actor scheduler;  // receives loss_report and micro_batch_done
+  pipeline_stage_actor previous;  // receives this actor's backward output (invalid for segment 0)
+  pipeline_stage_actor next;  // receives this actor's forward output (invalid for the last segment)
+  pipeline_sink_actor scheduler;  // receives loss_report and micro_batch_done
 };
 
 // Backward input: the gradient of the receiving stage's output.

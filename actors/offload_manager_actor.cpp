@@ -18,8 +18,9 @@ OptimizerPartition& lookup(const Partitions& partitions, std::int64_t index) {
   return *partitions[static_cast<std::size_t>(index)];
 }
 
-caf::behavior offload_behavior(caf::event_based_actor*, Partitions partitions, AdamParams hp,
-                               ActorContext ctx) {
+offload_manager_actor::behavior_type offload_behavior(offload_manager_actor::pointer,
+                                                      Partitions partitions, AdamParams hp,
+                                                      ActorContext ctx) {
   return {
       [=](const offload_step& msg) {
         ctx.received(msg.stamp, "offload_step", -1, 0);
@@ -44,9 +45,9 @@ caf::behavior offload_behavior(caf::event_based_actor*, Partitions partitions, A
 
 }  // namespace
 
-caf::actor spawn_offload_manager_actor(caf::actor_system& system,
-                                       std::vector<std::shared_ptr<OptimizerPartition>> partitions,
-                                       AdamParams hyperparameters, ActorContext context) {
+offload_manager_actor spawn_offload_manager_actor(
+    caf::actor_system& system, std::vector<std::shared_ptr<OptimizerPartition>> partitions,
+    AdamParams hyperparameters, ActorContext context) {
   return system.spawn(offload_behavior, std::move(partitions), hyperparameters, std::move(context));
 }
 

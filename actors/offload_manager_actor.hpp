@@ -13,17 +13,16 @@
 #include <memory>
 #include <vector>
 
-#include <caf/fwd.hpp>
-
 #include "actors/actor_context.hpp"
+#include "actors/protocols.hpp"
 #include "kernels/op_params.hpp"
 #include "models/optimizer_partition.hpp"
 
 namespace troupe {
 
 // `partitions[i]` must have index() == i.
-caf::actor spawn_offload_manager_actor(caf::actor_system& system,
-                                       std::vector<std::shared_ptr<OptimizerPartition>> partitions,
-                                       AdamParams hyperparameters, ActorContext context);
+offload_manager_actor spawn_offload_manager_actor(
+    caf::actor_system& system, std::vector<std::shared_ptr<OptimizerPartition>> partitions,
+    AdamParams hyperparameters, ActorContext context);
 
 }  // namespace troupe

@@ -33,12 +33,12 @@ namespace {
 struct PartitionActorState {
   std::shared_ptr<OptimizerPartition> partition;
   AdamParams hp;
-  caf::actor offload;
+  offload_manager_actor offload;
   ActorContext ctx;
   ReadinessGate readiness;
 };
 
-using Self = caf::stateful_actor<PartitionActorState>*;
+using Self = optimizer_partition_actor::stateful_pointer<PartitionActorState>;
 
 // The one gradient handle a message must bring: this partition's range of its group's buffer.
 const TensorHandle& gradient_of(const std::vector<TensorHandle>& gradients,
@@ -52,7 +52,7 @@ const TensorHandle& gradient_of(const std::vector<TensorHandle>& gradients,
 
 // Forwards a request to the offload manager and answers the original sender with its reply.
 template <class Reply, class... Ts>
-caf::response_promise relay(caf::event_based_actor* self, const caf::actor& to, Ts&&... xs) {
+caf::response_promise relay(Self self, const offload_manager_actor& to, Ts&&... xs) {
   auto promise = self->make_response_promise();
   if constexpr (std::is_void_v<Reply>) {
     self->request(to, caf::infinite, std::forward<Ts>(xs)...)
@@ -66,8 +66,9 @@ caf::response_promise relay(caf::event_based_actor* self, const caf::actor& to, 
   return promise;
 }
 
-caf::behavior partition_behavior(Self self, std::shared_ptr<OptimizerPartition> partition,
-                                 AdamParams hp, caf::actor offload, ActorContext ctx) {
+optimizer_partition_actor::behavior_type partition_behavior(
+    Self self, std::shared_ptr<OptimizerPartition> partition, AdamParams hp,
+    offload_manager_actor offload, ActorContext ctx) {
   auto& st = self->state;
   st.partition = std::move(partition);
   st.hp = hp;
@@ -135,10 +136,9 @@ caf::behavior partition_behavior(Self self, std::shared_ptr<OptimizerPartition> 
 
 }  // namespace
 
-caf::actor spawn_optimizer_partition_actor(caf::actor_system& system,
-                                           std::shared_ptr<OptimizerPartition> partition,
-                                           AdamParams hyperparameters, caf::actor offload_manager,
-                                           ActorContext context) {
+optimizer_partition_actor spawn_optimizer_partition_actor(
+    caf::actor_system& system, std::shared_ptr<OptimizerPartition> partition,
+    AdamParams hyperparameters, offload_manager_actor offload_manager, ActorContext context) {
   return system.spawn(partition_behavior, std::move(partition), hyperparameters,
                       std::move(offload_manager), std::move(context));
 }

@@ -14,9 +14,8 @@
 
 #include <memory>
 
-#include <caf/fwd.hpp>
-
 #include "actors/actor_context.hpp"
+#include "actors/protocols.hpp"
 #include "kernels/op_params.hpp"
 #include "models/optimizer_partition.hpp"
 
@@ -24,10 +23,9 @@ namespace troupe {
 
 // `offload_manager` is invalid (default) unless ZeRO-Offload is on; then `partition` is also
 // registered with the manager, which owns the state.
-caf::actor spawn_optimizer_partition_actor(caf::actor_system& system,
-                                           std::shared_ptr<OptimizerPartition> partition,
-                                           AdamParams hyperparameters, caf::actor offload_manager,
-                                           ActorContext context);
+optimizer_partition_actor spawn_optimizer_partition_actor(
+    caf::actor_system& system, std::shared_ptr<OptimizerPartition> partition,
+    AdamParams hyperparameters, offload_manager_actor offload_manager, ActorContext context);
 
 // State tensors of a partition by name, for checkpoints: "exp_avg", "exp_avg_sq".
 optimizer_state partition_state(OptimizerPartition& partition);

@@ -14,17 +14,16 @@ bool ReadinessGate::all_ready(const std::vector<TensorHandle>& inputs) {
   return true;
 }
 
-void ReadinessGate::watch(caf::local_actor* self, Deferred& item) {
+void ReadinessGate::watch(const handle_ready_actor& me, Deferred& item) {
   if (item.watched) return;
   if (!source_) source_ = default_completion_source();
-  auto me = caf::actor_cast<caf::actor>(self);
   for (const auto& h : item.inputs)
     if (h.valid() && !h.ready()) source_->watch(h.readiness(), me, next_token_++);
   item.watched = true;
 }
 
-void ReadinessGate::consume(caf::local_actor* self, std::vector<TensorHandle> inputs,
-                            std::function<void()> work) {
+void ReadinessGate::consume(caf::local_actor* self, const handle_ready_actor& me,
+                            std::vector<TensorHandle> inputs, std::function<void()> work) {
   const auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
   auto queue = queues_.find(sender);
   const bool sender_waiting = queue != queues_.end() && !queue->second.empty();
@@ -34,10 +33,10 @@ void ReadinessGate::consume(caf::local_actor* self, std::vector<TensorHandle> in
   }
   auto& q = queues_[sender];
   q.push_back(Deferred{std::move(inputs), std::move(work)});
-  if (!all_ready(q.back().inputs)) watch(self, q.back());
+  if (!all_ready(q.back().inputs)) watch(me, q.back());
 }
 
-void ReadinessGate::resume(caf::local_actor* self) {
+void ReadinessGate::resume(const handle_ready_actor& me) {
   for (auto it = queues_.begin(); it != queues_.end();) {
     auto& q = it->second;
     while (!q.empty() && all_ready(q.front().inputs)) {
@@ -48,7 +47,7 @@ void ReadinessGate::resume(caf::local_actor* self) {
     if (q.empty()) {
       it = queues_.erase(it);
     } else {
-      watch(self, q.front());
+      watch(me, q.front());
       ++it;
     }
   }

@@ -31,12 +31,19 @@ class ReadinessGate {
   void set_source(std::shared_ptr<CompletionSource> source) { source_ = std::move(source); }
 
   // Runs `work` now, or queues it behind the earlier deferred messages of the current sender until
-  // every handle in `inputs` is ready. Invalid handles are ignored (optional inputs).
-  void consume(caf::local_actor* self, std::vector<TensorHandle> inputs,
-               std::function<void()> work);
+  // every handle in `inputs` is ready. Invalid handles are ignored (optional inputs). `self` must
+  // be a typed actor whose interface accepts handle_ready (a compile error otherwise).
+  template <class... Sigs>
+  void consume(caf::typed_event_based_actor<Sigs...>* self, std::vector<TensorHandle> inputs,
+               std::function<void()> work) {
+    consume(self, me(self), std::move(inputs), std::move(work));
+  }
   // To be called from the actor's handle_ready handler: runs, per sender and in order, every
   // deferred message whose handles are now ready.
-  void resume(caf::local_actor* self);
+  template <class... Sigs>
+  void resume(caf::typed_event_based_actor<Sigs...>* self) {
+    resume(me(self));
+  }
   // Messages waiting (all senders).
   std::size_t deferred() const;
 
@@ -46,8 +53,17 @@ class ReadinessGate {
     std::function<void()> work;
     bool watched = false;
   };
+  // The actor itself as the completion source's target; converting to handle_ready_actor checks
+  // that its interface accepts handle_ready.
+  template <class... Sigs>
+  static handle_ready_actor me(caf::typed_event_based_actor<Sigs...>* self) {
+    return caf::actor_cast<caf::typed_actor<Sigs...>>(self);
+  }
+  void consume(caf::local_actor* self, const handle_ready_actor& me,
+               std::vector<TensorHandle> inputs, std::function<void()> work);
+  void resume(const handle_ready_actor& me);
   static bool all_ready(const std::vector<TensorHandle>& inputs);
-  void watch(caf::local_actor* self, Deferred& item);
+  void watch(const handle_ready_actor& me, Deferred& item);
 
   std::map<caf::actor_addr, std::deque<Deferred>> queues_;
   std::shared_ptr<CompletionSource> source_;

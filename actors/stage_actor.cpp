@@ -42,7 +42,7 @@ Tensor scalar(float value) {
 
 // The owner adds each micro-batch's segment gradients into the parameters' gradients in
 // micro-batch order (models/segment_gradients.hpp), then lets the micro-batch finish.
-void add_in_order(caf::event_based_actor* self, StageState& st, const MicroBatchKey& key,
+void add_in_order(stage_actor::pointer self, StageState& st, const MicroBatchKey& key,
                   std::vector<Tensor> grads, const Tensor& grad_input, const Tensor& carry) {
   if (key.step != st.next_to_add.step) {
     if (!st.waiting.empty())
@@ -70,7 +70,7 @@ void add_in_order(caf::event_based_actor* self, StageState& st, const MicroBatch
   }
 }
 
-void run_backward(caf::event_based_actor* self, StageState& st, const MicroBatchKey& key,
+void run_backward(stage_actor::pointer self, StageState& st, const MicroBatchKey& key,
                   const Tensor& gradient, const Tensor& carry_in) {
   if (st.replica.replicas == 1) st.order.check(key, st.ctx.track);
   auto node = st.in_flight.find(key);
@@ -96,7 +96,7 @@ void run_backward(caf::event_based_actor* self, StageState& st, const MicroBatch
   }
 }
 
-void run_forward(caf::event_based_actor* self, StageState& st, const forward_work& msg) {
+void run_forward(stage_actor::pointer self, StageState& st, const forward_work& msg) {
   auto& entry = st.in_flight[msg.key];
   entry.batch = Batch{msg.inputs.tensor(), msg.targets.tensor()};
   entry.cache = st.model->make_cache();  // private: what crosses stages travels as `carry`
@@ -129,8 +129,9 @@ void run_forward(caf::event_based_actor* self, StageState& st, const forward_wor
   }
 }
 
-caf::behavior stage_behavior(caf::stateful_actor<StageState>* self, std::shared_ptr<Model> model,
-                             std::int64_t segment, StageReplica replica, ActorContext ctx) {
+stage_actor::behavior_type stage_behavior(stage_actor::stateful_pointer<StageState> self,
+                                          std::shared_ptr<Model> model, std::int64_t segment,
+                                          StageReplica replica, ActorContext ctx) {
   auto& st = self->state;
   st.model = std::move(model);
   st.segment = segment;
@@ -169,8 +170,8 @@ caf::behavior stage_behavior(caf::stateful_actor<StageState>* self, std::shared_
 
 }  // namespace
 
-caf::actor spawn_stage_actor(caf::actor_system& system, std::shared_ptr<Model> model,
-                             std::int64_t segment, ActorContext context, StageReplica replica) {
+stage_actor spawn_stage_actor(caf::actor_system& system, std::shared_ptr<Model> model,
+                              std::int64_t segment, ActorContext context, StageReplica replica) {
   return system.spawn(stage_behavior, std::move(model), segment, std::move(replica),
                       std::move(context));
 }

@@ -18,11 +18,8 @@
 #include <cstdint>
 #include <memory>
 
-#include <caf/actor.hpp>
-
-#include <caf/fwd.hpp>
-
 #include "actors/actor_context.hpp"
+#include "actors/protocols.hpp"
 #include "models/model.hpp"
 
 namespace troupe {
@@ -37,11 +34,11 @@ namespace troupe {
 struct StageReplica {
   std::int64_t index = 0;
   std::int64_t replicas = 1;
-  caf::actor owner;  // invalid for the owner itself
+  stage_actor owner;  // invalid for the owner itself
 };
 
-caf::actor spawn_stage_actor(caf::actor_system& system, std::shared_ptr<Model> model,
-                             std::int64_t segment, ActorContext context,
-                             StageReplica replica = StageReplica{});
+stage_actor spawn_stage_actor(caf::actor_system& system, std::shared_ptr<Model> model,
+                              std::int64_t segment, ActorContext context,
+                              StageReplica replica = StageReplica{});
 
 }  // namespace troupe

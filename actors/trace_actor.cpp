@@ -4,12 +4,11 @@
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
 
-#include "actors/messages.hpp"
-
 namespace troupe {
 namespace {
 
-caf::behavior trace_behavior(caf::event_based_actor*, std::shared_ptr<TraceRecorder> recorder) {
+trace_actor::behavior_type trace_behavior(trace_actor::pointer,
+                                          std::shared_ptr<TraceRecorder> recorder) {
   return {
       [recorder](const flush_trace& msg) {
         recorder->write_chrome_trace(msg.path);
@@ -20,7 +19,7 @@ caf::behavior trace_behavior(caf::event_based_actor*, std::shared_ptr<TraceRecor
 
 }  // namespace
 
-caf::actor spawn_trace_actor(caf::actor_system& system, std::shared_ptr<TraceRecorder> recorder) {
+trace_actor spawn_trace_actor(caf::actor_system& system, std::shared_ptr<TraceRecorder> recorder) {
   return system.spawn(trace_behavior, std::move(recorder));
 }
 

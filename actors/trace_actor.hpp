@@ -7,12 +7,11 @@
 
 #include <memory>
 
-#include <caf/fwd.hpp>
-
+#include "actors/protocols.hpp"
 #include "trace/trace_recorder.hpp"
 
 namespace troupe {
 
-caf::actor spawn_trace_actor(caf::actor_system& system, std::shared_ptr<TraceRecorder> recorder);
+trace_actor spawn_trace_actor(caf::actor_system& system, std::shared_ptr<TraceRecorder> recorder);
 
 }  // namespace troupe

@@ -43,7 +43,7 @@ struct TrainerState {
   bool waiting_for_prefetch = false;
 };
 
-using Self = caf::stateful_actor<TrainerState>*;
+using Self = trainer_actor::stateful_pointer<TrainerState>;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -365,9 +365,9 @@ void train_step(Self self) {
             [self](caf::error& err) { fail(self, err); });
 }
 
-caf::behavior trainer_behavior(caf::stateful_actor<TrainerState>* self,
-                               std::shared_ptr<Model> model, TrainerOptions options,
-                               TrainerLinks links, ActorContext ctx) {
+trainer_actor::behavior_type trainer_behavior(Self self, std::shared_ptr<Model> model,
+                                              TrainerOptions options, TrainerLinks links,
+                                              ActorContext ctx) {
   auto& st = self->state;
   st.model = std::move(model);
   st.opt = std::move(options);
@@ -403,8 +403,9 @@ caf::behavior trainer_behavior(caf::stateful_actor<TrainerState>* self,
 
 }  // namespace
 
-caf::actor spawn_trainer_actor(caf::actor_system& system, std::shared_ptr<Model> model,
-                               TrainerOptions options, TrainerLinks links, ActorContext context) {
+trainer_actor spawn_trainer_actor(caf::actor_system& system, std::shared_ptr<Model> model,
+                                  TrainerOptions options, TrainerLinks links,
+                                  ActorContext context) {
   return system.spawn(trainer_behavior, std::move(model), std::move(options), std::move(links),
                       std::move(context));
 }

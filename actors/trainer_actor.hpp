@@ -18,9 +18,8 @@
 #include <string>
 #include <vector>
 
-#include <caf/fwd.hpp>
-
 #include "actors/actor_context.hpp"
+#include "actors/protocols.hpp"
 #include "models/model.hpp"
 
 namespace troupe {
@@ -45,15 +44,15 @@ struct TrainerOptions {
 };
 
 struct TrainerLinks {
-  caf::actor data;
-  caf::actor scheduler;
-  std::vector<caf::actor> optimizer_partitions;
+  data_actor data;
+  pipeline_actor scheduler;
+  std::vector<optimizer_partition_actor> optimizer_partitions;
   // Per partition: views of the gradients it owns (its bucket; with data parallelism, the
   // reduce-scattered shard lands here).
   std::vector<std::vector<TensorHandle>> gradient_buckets;
 };
 
-caf::actor spawn_trainer_actor(caf::actor_system& system, std::shared_ptr<Model> model,
-                               TrainerOptions options, TrainerLinks links, ActorContext context);
+trainer_actor spawn_trainer_actor(caf::actor_system& system, std::shared_ptr<Model> model,
+                                  TrainerOptions options, TrainerLinks links, ActorContext context);
 
 }  // namespace troupe

@@ -112,8 +112,8 @@ double run_sequential(const Data& data, std::int64_t warmup, std::vector<Tensor>
 
 // Drives the runtime like the trainer: run_step, then one optimizer_step round trip, per step.
 struct DriverState {
-  caf::actor pipeline;
-  std::vector<caf::actor> partitions;
+  pipeline_actor pipeline;
+  std::vector<optimizer_partition_actor> partitions;
   std::vector<std::vector<TensorHandle>> buckets;
   const Data* data = nullptr;
   std::int64_t warmup = 0;

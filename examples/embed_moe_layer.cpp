@@ -26,6 +26,7 @@
 #include "actors/expert_shard_actor.hpp"
 #include "actors/gate_actor.hpp"
 #include "actors/messages.hpp"
+#include "actors/protocols.hpp"
 #include "models/model.hpp"
 #include "models/moe/moe_layer.hpp"
 #include "models/noise.hpp"
@@ -159,7 +160,7 @@ class Driver {
 // stack: a live actor would make the actor_system's destructor wait forever.
 class StopOnExit {
  public:
-  explicit StopOnExit(const std::vector<caf::actor>& actors) : actors_(actors) {}
+  explicit StopOnExit(const std::vector<caf::actor_addr>& actors) : actors_(actors) {}
   ~StopOnExit() {
     for (const auto& a : actors_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   }
@@ -167,7 +168,7 @@ class StopOnExit {
   StopOnExit& operator=(const StopOnExit&) = delete;
 
  private:
-  const std::vector<caf::actor>& actors_;
+  const std::vector<caf::actor_addr>& actors_;
 };
 
 LayerResults run_actors(caf::actor_system& system, const std::shared_ptr<Model>& model,
@@ -184,20 +185,28 @@ LayerResults run_actors(caf::actor_system& system, const std::shared_ptr<Model>&
     shards.actors.push_back(spawn_expert_shard_actor(
         system, model, spec, ActorContext{"expert_shard.l0.s" + std::to_string(j), recorder}));
   }
-  std::vector<caf::actor> actors = shards.actors;
-  const caf::actor comm = spawn_comm_actor(system, CommActorSpec{kMicroBatches, {shards}},
+  const comm_actor comm = spawn_comm_actor(system, CommActorSpec{kMicroBatches, {shards}},
                                            ActorContext{"comm.ep", recorder});
-  const caf::actor gate =
+  const gate_actor gate =
       spawn_gate_actor(system, model, 0, comm, kNoiseSeed, ActorContext{"gate.l0", recorder});
-  actors.push_back(comm);
-  actors.push_back(gate);
+  // The actors' addresses, to monitor and stop them whatever their interfaces; the typed handles
+  // above keep them alive.
+  std::vector<caf::actor_addr> actors;
+  for (const auto& shard : shards.actors) actors.push_back(shard.address());
+  actors.push_back(comm.address());
+  actors.push_back(gate.address());
   const StopOnExit stop_on_exit(actors);
 
   Driver driver(system, recorder);
   auto& self = driver.self();
   for (const auto& a : actors) self->monitor(a);
   // Messages from one sender arrive in the order sent, so the links come before any work.
-  self->send(gate, pipeline_links{self, self, self});
+  // A blocking actor has no typed interface: it is cast to the ones the gate sends to, and
+  // receives forward_work and backward_work below.
+  const caf::actor us = self;
+  self->send(gate, pipeline_links{caf::actor_cast<pipeline_stage_actor>(us),
+                                  caf::actor_cast<pipeline_stage_actor>(us),
+                                  caf::actor_cast<pipeline_sink_actor>(us)});
 
   LayerResults got;
   got.output.resize(inputs.size());

@@ -36,18 +36,22 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
     return ActorContext{std::move(track), options.recorder, options.completion};
   };
   const std::int64_t layers = model_->num_moe_layers();
+  const auto keep = [this](const auto& handle) {
+    all_.push_back(caf::actor_cast<caf::strong_actor_ptr>(handle));
+  };
 
   // Stages and gates, then the links between them.
   // Parameters move into their groups' flat buffers first: replicas must view the final storage.
   flatten_parameter_groups(model_->parameters());
-  std::vector<caf::actor> stages, gates;
+  std::vector<stage_actor> stages;
+  std::vector<gate_actor> gates;
   if (options.stage_replicas < 1)
     throw std::invalid_argument(
         "runtime.stage_replicas = " + std::to_string(options.stage_replicas) + ": must be >= 1");
   // Segment 0's replicas: replica 0 owns the segment's gradients, the others run model replicas.
-  std::vector<caf::actor> first_stages;
+  std::vector<stage_actor> first_stages;
   for (std::int64_t r = 0; r < options.stage_replicas; ++r) {
-    StageReplica replica{r, options.stage_replicas, r == 0 ? caf::actor() : first_stages.front()};
+    StageReplica replica{r, options.stage_replicas, r == 0 ? stage_actor() : first_stages.front()};
     const std::string track =
         options.stage_replicas == 1 ? std::string("segment.0") : "segment.0.r" + std::to_string(r);
     first_stages.push_back(spawn_stage_actor(system_, r == 0 ? model_ : model_->make_replica(), 0,
@@ -72,7 +76,7 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
       shards.actors.push_back(spawn_expert_shard_actor(
           system_, model_, spec,
           context("expert_shard.l" + std::to_string(l) + ".s" + std::to_string(j))));
-      all_.push_back(shards.actors.back());
+      keep(shards.actors.back());
       shards_.push_back(shards.actors.back());
       ++j;
     }
@@ -82,25 +86,30 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
     // One expert-parallel group in one process: one communicator for every MoE layer.
     comm_ =
         spawn_comm_actor(system_, std::move(comm_spec), context("comm.ep"), options.comm_observer);
-    all_.push_back(comm_);
+    keep(comm_);
   }
   for (std::int64_t l = 0; l < layers; ++l)
     gates.push_back(spawn_gate_actor(system_, model_, l, comm_, options.seed,
                                      context("gate.l" + std::to_string(l))));
-  all_.insert(all_.end(), first_stages.begin() + 1, first_stages.end());
-  all_.insert(all_.end(), stages.begin(), stages.end());
-  all_.insert(all_.end(), gates.begin(), gates.end());
+  for (std::size_t r = 1; r < first_stages.size(); ++r) keep(first_stages[r]);
+  for (const auto& s : stages) keep(s);
+  for (const auto& g : gates) keep(g);
 
   PipelineShape shape{options.pipeline_depth, layers, experts_per_layer};
-  pipeline_ = spawn_pipeline_actor(system_, shape, first_stages, all_, context("scheduler"));
+  std::vector<caf::actor_addr> members;
+  for (const auto& a : all_) members.push_back(caf::actor_cast<caf::actor_addr>(a));
+  pipeline_ = spawn_pipeline_actor(system_, shape, {first_stages.begin(), first_stages.end()},
+                                   std::move(members), context("scheduler"));
   for (std::size_t r = 1; r < first_stages.size(); ++r) {
-    pipeline_links links{caf::actor(), layers > 0 ? gates.front() : caf::actor(), pipeline_};
+    pipeline_links links{pipeline_stage_actor(),
+                         layers > 0 ? pipeline_stage_actor(gates.front()) : pipeline_stage_actor(),
+                         pipeline_};
     caf::anon_send(first_stages[r], links);
   }
   for (std::int64_t s = 0; s <= layers; ++s) {
     pipeline_links links;
-    links.previous = s > 0 ? gates[static_cast<std::size_t>(s - 1)] : caf::actor();
-    links.next = s < layers ? gates[static_cast<std::size_t>(s)] : caf::actor();
+    if (s > 0) links.previous = gates[static_cast<std::size_t>(s - 1)];
+    if (s < layers) links.next = gates[static_cast<std::size_t>(s)];
     links.scheduler = pipeline_;
     caf::anon_send(stages[static_cast<std::size_t>(s)], links);
   }
@@ -113,11 +122,11 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
   // Optimizer partitions, and the offload manager that owns their state under ZeRO-Offload.
   for (auto& p : partition_parameters(model_->parameters(), options.optimizer_partitions))
     partitions_.push_back(std::make_shared<OptimizerPartition>(std::move(p)));
-  caf::actor offload;
+  offload_manager_actor offload;
   if (options.offload_optimizer) {
     offload =
         spawn_offload_manager_actor(system_, partitions_, options.adam, context("offload_manager"));
-    all_.push_back(offload);
+    keep(offload);
   }
   for (const auto& p : partitions_) {
     partition_actors_.push_back(spawn_optimizer_partition_actor(
@@ -125,8 +134,8 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
         context("optimizer." + std::string(p->expert_group() ? "expert" : "dense") + "." +
                 std::to_string(p->index()))));
   }
-  all_.insert(all_.end(), partition_actors_.begin(), partition_actors_.end());
-  all_.push_back(pipeline_);
+  for (const auto& p : partition_actors_) keep(p);
+  keep(pipeline_);
 }
 
 std::vector<std::vector<TensorHandle>> ActorRuntime::gradient_buckets() const {
@@ -141,8 +150,8 @@ void ActorRuntime::shutdown() {
   for (auto& a : all_) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   all_.clear();
   partition_actors_.clear();
-  pipeline_ = caf::actor();
-  comm_ = caf::actor();
+  pipeline_ = nullptr;
+  comm_ = nullptr;
   shards_.clear();
 }
 

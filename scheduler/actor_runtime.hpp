@@ -4,8 +4,9 @@
 //   pipeline (scheduler) actor feeding segment 0, optimizer partition actors, and with
 //   ZeRO-Offload the offload manager.
 //
-// Callers (the trainer, tests, embedding programs) talk to it through messages only:
-// run_step → step_result at pipeline(), gradient_bucket / optimizer_step at the partitions.
+// Callers (the trainer, tests, embedding programs) talk to it through messages only, over typed
+// handles (actors/protocols.hpp): run_step → step_result at pipeline(), gradient_bucket /
+// optimizer_step at the partitions.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,7 @@
 
 #include "actors/actor_context.hpp"
 #include "actors/comm_actor.hpp"
+#include "actors/protocols.hpp"
 #include "kernels/op_params.hpp"
 #include "models/model.hpp"
 #include "models/optimizer_partition.hpp"
@@ -48,17 +50,20 @@ class ActorRuntime {
   ActorRuntime(const ActorRuntime&) = delete;
   ActorRuntime& operator=(const ActorRuntime&) = delete;
 
-  const caf::actor& pipeline() const { return pipeline_; }
-  const std::vector<caf::actor>& optimizer_partitions() const { return partition_actors_; }
+  const pipeline_actor& pipeline() const { return pipeline_; }
+  const std::vector<optimizer_partition_actor>& optimizer_partitions() const {
+    return partition_actors_;
+  }
   // The optimizer state objects (owned by the partition actors or the offload manager); touch
   // them only while no step is running (checkpoint restore).
   const std::vector<std::shared_ptr<OptimizerPartition>>& partitions() const { return partitions_; }
   // Per partition, handles to the gradient slices it owns.
   std::vector<std::vector<TensorHandle>> gradient_buckets() const;
   // The expert shard actors, layer by layer (tests hold them under the test coordinator).
-  const std::vector<caf::actor>& expert_shards() const { return shards_; }
-  // Every actor the runtime spawned (for monitoring).
-  const std::vector<caf::actor>& actors() const { return all_; }
+  const std::vector<expert_shard_actor>& expert_shards() const { return shards_; }
+  // Every actor the runtime spawned, whatever its interface: references that keep them alive, for
+  // monitoring and stopping them (no message but exit goes through these).
+  const std::vector<caf::strong_actor_ptr>& actors() const { return all_; }
 
   // Stops every actor (also done by the destructor).
   void shutdown();
@@ -67,12 +72,11 @@ class ActorRuntime {
   caf::actor_system& system_;
   std::shared_ptr<Model> model_;
   std::vector<std::shared_ptr<OptimizerPartition>> partitions_;
-  std::vector<caf::actor> partition_actors_;
-  caf::actor pipeline_;
-  caf::actor comm_;
-  std::vector<caf::actor>
-      shards_;  // the expert-parallel group's comm actor (none without MoE layers)
-  std::vector<caf::actor> all_;
+  std::vector<optimizer_partition_actor> partition_actors_;
+  pipeline_actor pipeline_;
+  comm_actor comm_;  // the expert-parallel group's comm actor (none without MoE layers)
+  std::vector<expert_shard_actor> shards_;
+  std::vector<caf::strong_actor_ptr> all_;
 };
 
 }  // namespace troupe

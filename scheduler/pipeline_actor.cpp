@@ -12,7 +12,7 @@ namespace {
 
 struct PipelineState {
   PipelineShape shape;
-  std::vector<caf::actor> first_stages;  // segment 0's replicas
+  std::vector<pipeline_stage_actor> first_stages;  // segment 0's replicas
   ActorContext ctx;
 
   // The step in progress.
@@ -28,7 +28,9 @@ struct PipelineState {
   std::int64_t in_flight() const { return launched - completed; }
 };
 
-void launch_ready(caf::stateful_actor<PipelineState>* self) {
+using Self = pipeline_actor::stateful_pointer<PipelineState>;
+
+void launch_ready(Self self) {
   auto& st = self->state;
   const auto total = static_cast<std::int64_t>(st.request.micro_batches.size());
   while (st.launched < total && st.in_flight() < st.shape.depth) {
@@ -75,7 +77,7 @@ step_result summarize(const PipelineState& st) {
 
 // Counts micro-batch m complete once everything it owes has arrived; then admits the next one
 // or, after the last, answers the step.
-void complete_if_done(caf::stateful_actor<PipelineState>* self, std::size_t m) {
+void complete_if_done(Self self, std::size_t m) {
   auto& st = self->state;
   if (!st.has_loss[m] || !st.has_done[m]) return;
   st.has_loss[m] = false;  // counted once
@@ -88,7 +90,7 @@ void complete_if_done(caf::stateful_actor<PipelineState>* self, std::size_t m) {
   launch_ready(self);
 }
 
-void fail(caf::stateful_actor<PipelineState>* self, caf::error reason) {
+void fail(Self self, caf::error reason) {
   auto& st = self->state;
   if (st.promise) {
     st.promise->deliver(std::move(reason));
@@ -96,9 +98,10 @@ void fail(caf::stateful_actor<PipelineState>* self, caf::error reason) {
   }
 }
 
-caf::behavior pipeline_behavior(caf::stateful_actor<PipelineState>* self, PipelineShape shape,
-                                std::vector<caf::actor> first_stages,
-                                std::vector<caf::actor> members, ActorContext ctx) {
+pipeline_actor::behavior_type pipeline_behavior(Self self, PipelineShape shape,
+                                                std::vector<pipeline_stage_actor> first_stages,
+                                                std::vector<caf::actor_addr> members,
+                                                ActorContext ctx) {
   auto& st = self->state;
   st.shape = shape;
   st.first_stages = std::move(first_stages);
@@ -154,9 +157,9 @@ caf::behavior pipeline_behavior(caf::stateful_actor<PipelineState>* self, Pipeli
 
 }  // namespace
 
-caf::actor spawn_pipeline_actor(caf::actor_system& system, PipelineShape shape,
-                                std::vector<caf::actor> first_stages,
-                                std::vector<caf::actor> members, ActorContext context) {
+pipeline_actor spawn_pipeline_actor(caf::actor_system& system, PipelineShape shape,
+                                    std::vector<pipeline_stage_actor> first_stages,
+                                    std::vector<caf::actor_addr> members, ActorContext context) {
   return system.spawn(pipeline_behavior, shape, std::move(first_stages), std::move(members),
                       std::move(context));
 }

@@ -14,9 +14,8 @@
 #include <cstdint>
 #include <vector>
 
-#include <caf/fwd.hpp>
-
 #include "actors/actor_context.hpp"
+#include "actors/protocols.hpp"
 
 namespace troupe {
 
@@ -27,9 +26,10 @@ struct PipelineShape {
 };
 
 // `first_stages` receive forward_work for segment 0: micro-batch m goes to replica m mod R;
-// `members` are every actor of the pipeline (monitored: if one dies the step fails).
-caf::actor spawn_pipeline_actor(caf::actor_system& system, PipelineShape shape,
-                                std::vector<caf::actor> first_stages,
-                                std::vector<caf::actor> members, ActorContext context);
+// `members` are every actor of the pipeline, whatever its interface (monitored only: if one dies
+// the step fails).
+pipeline_actor spawn_pipeline_actor(caf::actor_system& system, PipelineShape shape,
+                                    std::vector<pipeline_stage_actor> first_stages,
+                                    std::vector<caf::actor_addr> members, ActorContext context);
 
 }  // namespace troupe

@@ -2,15 +2,15 @@
 // they are reported in, get_position names the next unserved batch (so a data actor started there
 // continues the sequence exactly), and the evaluation split is streamed once, in order, per
 // rewind. Expected batches are derived by hand from Batcher::epoch_order, the documented order.
+// The actor runs on CAF's deterministic test coordinator: each request's messages, the prefetch
+// the actor sends itself included, run to completion before the reply is taken.
 #include <catch2/catch.hpp>
 
-#include <chrono>
 #include <memory>
 #include <vector>
 
-#include <caf/all.hpp>
-
 #include "actors/data_actor.hpp"
+#include "actors/deterministic_actors.hpp"
 
 using namespace troupe;
 
@@ -24,10 +24,6 @@ constexpr std::int64_t kBatchesPerEpoch = kTrainSamples / kBatch;
 constexpr std::int64_t kEvalSamples = 10;  // eval batches of 4: 4, 4, then a partial 2
 constexpr std::int64_t kEvalBatch = 4;
 constexpr std::uint64_t kSeed = 11;
-
-// A request that got no reply within this is a hang, not a slow machine: each one gathers a few
-// dozen floats.
-constexpr auto kTimeout = std::chrono::seconds(10);
 
 // Sample i has the input [i, 0.5 + i] and the target i, so every batch shows which samples it
 // holds and whether inputs and targets stayed together.
@@ -88,36 +84,26 @@ struct Served {
 };
 
 struct Fixture {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> system;
+  testing::DeterministicActors actors;
   std::shared_ptr<const Dataset> train = std::make_shared<IotaDataset>(kTrainSamples);
   std::shared_ptr<const Dataset> eval = std::make_shared<IotaDataset>(kEvalSamples);
 
-  Fixture() {
-    cfg.load<caf::id_block::troupe>();
-    system = std::make_unique<caf::actor_system>(cfg);
-  }
-
-  caf::actor spawn(DataActorOptions o) const {
-    return spawn_data_actor(*system, train, eval, o, ActorContext{"data", nullptr});
+  data_actor spawn(DataActorOptions o) {
+    return spawn_data_actor(actors.system(), train, eval, o, ActorContext{"data", nullptr});
   }
 
   // Asks `data` for `count` batches; returns each batch with its reply's epoch / finished flag.
-  std::vector<Served> request(const caf::actor& data, std::int64_t count, bool evaluation) const {
-    caf::scoped_actor self{*system};
+  std::vector<Served> request(const data_actor& data, std::int64_t count, bool evaluation) {
     std::vector<Served> out;
-    self->request(data, kTimeout, next_batches{count, evaluation})
-        .receive(
-            [&](const batches_reply& r) {
-              for (const auto& b : r.batches)
-                out.push_back(Served{samples_of(b), r.epoch, r.epoch_finished});
-            },
-            [&](caf::error& e) { FAIL("next_batches failed: " << caf::to_string(e)); });
+    actors.ask(data, next_batches{count, evaluation}, [&](const batches_reply& r) {
+      for (const auto& b : r.batches)
+        out.push_back(Served{samples_of(b), r.epoch, r.epoch_finished});
+    });
     return out;
   }
 
-  std::vector<Served> train_batches(const caf::actor& data,
-                                    const std::vector<std::int64_t>& counts) const {
+  std::vector<Served> train_batches(const data_actor& data,
+                                    const std::vector<std::int64_t>& counts) {
     std::vector<Served> out;
     for (auto count : counts) {
       auto got = request(data, count, false);
@@ -127,19 +113,16 @@ struct Fixture {
     return out;
   }
 
-  data_position position(const caf::actor& data) const {
-    caf::scoped_actor self{*system};
+  data_position position(const data_actor& data) {
     data_position out{-1, -1};
-    self->request(data, kTimeout, get_position{})
-        .receive([&](const data_position& p) { out = p; },
-                 [&](caf::error& e) { FAIL("get_position failed: " << caf::to_string(e)); });
+    actors.ask(data, get_position{}, [&](const data_position& p) { out = p; });
     return out;
   }
 
-  void send_and_wait(const caf::actor& data, caf::message msg) const {
-    caf::scoped_actor self{*system};
-    self->request(data, kTimeout, std::move(msg))
-        .receive([] {}, [&](caf::error& e) { FAIL("request failed: " << caf::to_string(e)); });
+  // set_position / rewind_eval: answered with an empty reply once done.
+  template <class Msg>
+  void send_and_wait(const data_actor& data, Msg msg) {
+    actors.ask(data, std::move(msg), [] {});
   }
 };
 
@@ -213,7 +196,7 @@ TEST_CASE_METHOD(Fixture, "data actor: get_position names the next unserved batc
   }
 
   // set_position discards what was prefetched: the first actor replays from the saved position.
-  send_and_wait(first, caf::make_message(set_position{p}));
+  send_and_wait(first, set_position{p});
   CHECK(position(first).index == p.index);
   const auto replayed = train_batches(first, {7});
   for (std::size_t i = 0; i < replayed.size(); ++i)
@@ -233,7 +216,7 @@ TEST_CASE_METHOD(Fixture, "data actor: evaluation streams the split once per rew
   };
 
   // One batch at a time: only the reply carrying the partial last batch says finished.
-  send_and_wait(data, caf::make_message(rewind_eval{}));
+  send_and_wait(data, rewind_eval{});
   for (std::size_t i = 0; i < split.size(); ++i) {
     INFO("eval batch " << i);
     const auto got = request(data, 1, true);
@@ -243,7 +226,7 @@ TEST_CASE_METHOD(Fixture, "data actor: evaluation streams the split once per rew
   }
 
   // Asking for more than is left stops at the end of the split.
-  send_and_wait(data, caf::make_message(rewind_eval{}));
+  send_and_wait(data, rewind_eval{});
   auto got = request(data, 2, true);
   CHECK(samples(got) == std::vector<Samples>{split[0], split[1]});
   CHECK_FALSE(finished(got));
@@ -252,11 +235,11 @@ TEST_CASE_METHOD(Fixture, "data actor: evaluation streams the split once per rew
   CHECK(finished(got));
 
   // Rewinding in the middle restarts from the first batch; training batches are unaffected.
-  send_and_wait(data, caf::make_message(rewind_eval{}));
+  send_and_wait(data, rewind_eval{});
   CHECK(samples(request(data, 1, true)) == std::vector<Samples>{split[0]});
   const auto train = train_batches(data, {2});
   CHECK(train[0].samples == expected_train_batch(0));
-  send_and_wait(data, caf::make_message(rewind_eval{}));
+  send_and_wait(data, rewind_eval{});
   got = request(data, 3, true);
   CHECK(samples(got) == split);
   CHECK(finished(got));
