@@ -1,7 +1,7 @@
 // The `troupe` command: train a config, summarize a trace.
 //
 //   troupe train CONFIG [--deepspeed_config DS_CONFIG] [--resume DIR] [--trace FILE]
-//                       [--metrics FILE] [--steps N]
+//                       [--metrics FILE] [--steps N] [--overwrite_checkpoints]
 //   troupe trace summarize FILE
 //   troupe config-keys --markdown   (docs/CONFIG-KEYS.md: what troupe does with each DeepSpeed key)
 #include <cstdio>
@@ -31,6 +31,9 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   train_cmd->add_option("--resume", train.resume,
                         "Checkpoint directory (or file) to continue from");
+  train_cmd->add_flag("--overwrite_checkpoints", train.overwrite_checkpoints,
+                      "Delete another run's checkpoints in runtime.checkpoint.dir first (a new "
+                      "run refuses a directory holding them)");
   train_cmd->add_option("--trace", train.trace_file, "Write a Chrome-trace JSON (Perfetto) here");
   train_cmd->add_option("--metrics", train.metrics_file, "Write JSON-lines metrics here");
   train_cmd->add_option("--steps", train.steps, "Optimizer steps (overrides the config)")

@@ -17,6 +17,8 @@ struct TrainCommand {
   std::string trace_file;    // overrides runtime.trace_file
   std::string metrics_file;  // overrides runtime.metrics_file
   std::int64_t steps = 0;    // overrides the number of optimizer steps when > 0
+  // Deletes another run's checkpoints in runtime.checkpoint.dir instead of refusing to start.
+  bool overwrite_checkpoints = false;
 };
 
 // Returns the process exit code: 0 on success, 2 for a bad config, 1 for a failed run.
