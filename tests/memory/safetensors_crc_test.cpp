@@ -62,8 +62,8 @@ TEST_CASE("a CRC-carrying file is plain safetensors and its CRC follows the defi
   const auto at = bytes.find("\"crc32\":\"" + stored + "\"");
   REQUIRE(at != std::string::npos);
   bytes.replace(at + 9, 8, "00000000");
-  const auto crc = crc32(0, reinterpret_cast<const Bytef*>(bytes.data()),
-                         static_cast<uInt>(bytes.size()));
+  const auto crc =
+      crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size()));
   CHECK(crc32_hex(static_cast<std::uint32_t>(crc)) == stored);
   CHECK_NOTHROW(verify_safetensors_crc(path, "crc32"));
 }
