@@ -6,6 +6,7 @@
 // installs them) on a small slice of the training set.
 #include <catch2/catch.hpp>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 

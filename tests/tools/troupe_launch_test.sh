@@ -7,8 +7,8 @@ dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
 printf '#!/usr/bin/env bash\necho "$@"\n' > "$dir/troupe"
 chmod +x "$dir/troupe"
-got="$(TROUPE_BIN="$dir/troupe" WORLD_SIZE=1 "$launch" cfg.json --deepspeed_config ds.json --steps 3)"
-expected="train cfg.json --deepspeed_config ds.json --steps 3"
+got="$(TROUPE_BIN="$dir/troupe" WORLD_SIZE=1 "$launch" cfg.json --deepspeed_config ds.json --steps 3 --overwrite_checkpoints)"
+expected="train cfg.json --deepspeed_config ds.json --steps 3 --overwrite_checkpoints"
 if [ "$got" != "$expected" ]; then
   echo "troupe-launch passed: '$got'; expected: '$expected'" >&2
   exit 1
