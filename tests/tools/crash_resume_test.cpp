@@ -24,11 +24,10 @@
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "memory/safetensors.hpp"
 #include "models/checkpoint_dir.hpp"
 #include "test_util/temp_dir.hpp"
+#include "test_util/training_run.hpp"
 
 extern char** environ;
 
@@ -38,49 +37,6 @@ using namespace troupe;
 namespace {
 
 constexpr std::int64_t kSteps = 8;
-
-fs::path source_dir() {
-  if (const char* dir = std::getenv("TROUPE_SOURCE_DIR")) return dir;
-  return fs::path(__FILE__).parent_path().parent_path().parent_path();
-}
-
-// IDX files (uncompressed) of `count` 28×28 images with deterministic pixels and labels.
-void write_idx_split(const fs::path& dir, const std::string& prefix, std::uint32_t count,
-                     std::uint32_t seed) {
-  auto be32 = [](std::ofstream& out, std::uint32_t v) {
-    for (int shift = 24; shift >= 0; shift -= 8) out.put(static_cast<char>((v >> shift) & 0xff));
-  };
-  std::mt19937 rng(seed);
-  std::ofstream images(dir / (prefix + "-images-idx3-ubyte"), std::ios::binary);
-  be32(images, 0x803);
-  for (std::uint32_t d : {count, 28u, 28u}) be32(images, d);
-  for (std::uint32_t i = 0; i < count * 28 * 28; ++i) images.put(static_cast<char>(rng() & 0xff));
-  std::ofstream labels(dir / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
-  be32(labels, 0x801);
-  be32(labels, count);
-  for (std::uint32_t i = 0; i < count; ++i) labels.put(static_cast<char>(rng() % 10));
-}
-
-// The shipped Fashion-MNIST config on 64 training images (4 steps of 16 per epoch, so the run
-// crosses epoch boundaries), 16 test images, a checkpoint after every step, the newest 2 kept.
-fs::path write_config(const fs::path& dir, const fs::path& data) {
-  std::ifstream in(source_dir() / "configs" / "fashion_mnist_moe.json");
-  nlohmann::json config = nlohmann::json::parse(in);
-  config["train_batch_size"] = 16;
-  config["train_micro_batch_size_per_gpu"] = 8;
-  config["gradient_clipping"] = 1.0;
-  config["data"]["path"] = data.string();
-  config["runtime"].erase("epochs");
-  config["runtime"]["train_steps"] = kSteps;
-  config["runtime"]["log_interval"] = 1;
-  config["runtime"]["checkpoint"] = {
-      {"dir", (dir / "checkpoints").string()}, {"interval", 1}, {"keep", 2}};
-  config["model"]["moe"]["noisy_gate_policy"] = "Jitter";  // noise must resume too
-  const fs::path path = dir / "config.json";
-  fs::create_directories(dir);
-  std::ofstream(path) << config.dump(2);
-  return path;
-}
 
 // Starts `troupe train CONFIG --metrics METRICS [extra...]` with output to LOG and, when
 // `crash_at` is set, TROUPE_TEST_CRASH_AT in its environment.
@@ -127,25 +83,6 @@ std::string read_text(const fs::path& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-// Step → loss (as JSON text, exact) of the complete train lines of a metrics file; a last line
-// torn by the kill is ignored.
-std::map<std::int64_t, std::string> losses(const fs::path& metrics) {
-  std::map<std::int64_t, std::string> out;
-  std::ifstream in(metrics);
-  for (std::string line; std::getline(in, line);) {
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || j["type"] != "train") continue;
-    out[j["step"].get<std::int64_t>()] = j["loss"].dump();
-  }
-  return out;
-}
-
-SafetensorsFile final_checkpoint(const fs::path& dir) {
-  const auto latest = read_latest(dir.string());
-  REQUIRE(latest);
-  return load_safetensors((dir / latest->name).string());
-}
-
 struct Reference {
   std::map<std::int64_t, std::string> losses;
   SafetensorsFile final;
@@ -154,16 +91,18 @@ struct Reference {
 
 struct Fixture {
   test::TempDir scratch{"crash_resume"};
-  fs::path config;
   Reference reference;
   int trial = 0;
 
+  // A run of kSteps steps with gradient clipping, checkpointing into DIR/checkpoints.
+  fs::path trial_config(const fs::path& dir) const {
+    return test::write_small_config(dir, "config", scratch.path / "data", dir / "checkpoints",
+                                    test::SmallRun{kSteps, 2, false, 1.0});
+  }
+
   Fixture() {
-    const fs::path data = scratch.path / "data";
-    fs::create_directories(data);
-    write_idx_split(data, "train", 64, 1);
-    write_idx_split(data, "t10k", 16, 2);
-    config = write_config(scratch.path / "reference", data);
+    test::write_tiny_fashion_mnist(scratch.path / "data");
+    const fs::path config = trial_config(scratch.path / "reference");
     const auto start = std::chrono::steady_clock::now();
     const pid_t pid =
         spawn_troupe(config, scratch.path / "reference.jsonl", scratch.path / "reference.log", {});
@@ -172,9 +111,9 @@ struct Fixture {
     REQUIRE(exited_ok(status));
     reference.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    reference.losses = losses(scratch.path / "reference.jsonl");
+    reference.losses = test::train_losses(scratch.path / "reference.jsonl");
     REQUIRE(reference.losses.size() == static_cast<std::size_t>(kSteps));
-    reference.final = final_checkpoint(scratch.path / "reference" / "checkpoints");
+    reference.final = test::latest_checkpoint(scratch.path / "reference" / "checkpoints");
   }
 
   // Runs one interrupted run: `start` begins it in a fresh directory and kills it; then it is
@@ -184,11 +123,11 @@ struct Fixture {
   std::int64_t interrupted_run(const std::string& what, Start start) {
     INFO("trial " << trial << ": " << what);
     const fs::path dir = scratch.path / ("trial" + std::to_string(trial++));
-    const fs::path trial_config = write_config(dir, scratch.path / "data");
+    const fs::path config_path = trial_config(dir);
     const fs::path checkpoints = dir / "checkpoints";
-    start(trial_config, dir / "killed.jsonl", dir / "log");
+    start(config_path, dir / "killed.jsonl", dir / "log");
     // Whatever the killed run logged before it died matches the reference.
-    for (const auto& [step, loss] : losses(dir / "killed.jsonl"))
+    for (const auto& [step, loss] : test::train_losses(dir / "killed.jsonl"))
       CHECK(reference.losses.at(step) == loss);
 
     const bool resumable =
@@ -196,24 +135,17 @@ struct Fixture {
     const std::vector<std::string> extra =
         resumable ? std::vector<std::string>{"--resume", checkpoints.string()}
                   : std::vector<std::string>{};
-    const pid_t pid = spawn_troupe(trial_config, dir / "resumed.jsonl", dir / "log", extra);
+    const pid_t pid = spawn_troupe(config_path, dir / "resumed.jsonl", dir / "log", extra);
     const int status = wait_for(pid);
     INFO("log:\n" << read_text(dir / "log"));
     REQUIRE(exited_ok(status));
 
-    const auto resumed = losses(dir / "resumed.jsonl");
+    const auto resumed = test::train_losses(dir / "resumed.jsonl");
     const std::int64_t from = resumed.empty() ? kSteps : resumed.begin()->first - 1;
     CHECK(static_cast<std::int64_t>(resumed.size()) == kSteps - from);
     for (const auto& [step, loss] : resumed) CHECK(reference.losses.at(step) == loss);
 
-    const SafetensorsFile final = final_checkpoint(checkpoints);
-    REQUIRE(final.tensors.size() == reference.final.tensors.size());
-    for (std::size_t i = 0; i < final.tensors.size(); ++i) {
-      const auto& [name, want] = reference.final.tensors[i];
-      INFO("tensor " << name);
-      REQUIRE(final.tensors[i].first == name);
-      CHECK(std::memcmp(final.tensors[i].second.raw_data(), want.raw_data(), want.nbytes()) == 0);
-    }
+    test::check_same_tensors(reference.final, test::latest_checkpoint(checkpoints));
     for (const auto& entry : fs::directory_iterator(checkpoints))
       CHECK(entry.path().filename().string().find(".tmp.") == std::string::npos);
     return from;
