@@ -289,6 +289,10 @@ struct set_optimizer_state {
 struct optimizer_state {
   std::vector<std::string> names;
   std::vector<TensorHandle> tensors;
+  // Where the tensors lie: the owner's range of its parameter group's flat buffer (checkpoints
+  // store whole groups, so a run can resume with another partition count).
+  bool expert_group = false;
+  std::int64_t group_begin = 0;
 };
 
 // ---- training ----------------------------------------------------------------------------------
@@ -380,7 +384,7 @@ TROUPE_INSPECT(optimizer_step, x.step, x.lr, x.grad_scale, x.gradients, x.stamp)
 TROUPE_INSPECT(optimizer_done, x.partition, x.step, x.chunk_squared_norms)
 TROUPE_INSPECT(offload_step, x.partition, x.gradients, x.step, x.lr, x.grad_scale, x.stamp)
 TROUPE_INSPECT(set_optimizer_state, x.names, x.tensors)
-TROUPE_INSPECT(optimizer_state, x.names, x.tensors)
+TROUPE_INSPECT(optimizer_state, x.names, x.tensors, x.expert_group, x.group_begin)
 TROUPE_INSPECT(flush_trace, x.path)
 TROUPE_INSPECT(training_summary, x.steps, x.final_train_loss, x.eval_loss, x.eval_accuracy,
                x.eval_count, x.wall_seconds)

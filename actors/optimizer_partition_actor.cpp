@@ -11,7 +11,9 @@ namespace troupe {
 
 optimizer_state partition_state(OptimizerPartition& partition) {
   return optimizer_state{{"exp_avg", "exp_avg_sq"},
-                         {TensorHandle(partition.exp_avg()), TensorHandle(partition.exp_avg_sq())}};
+                         {TensorHandle(partition.exp_avg()), TensorHandle(partition.exp_avg_sq())},
+                         partition.expert_group(),
+                         partition.group_begin()};
 }
 
 void restore_partition_state(OptimizerPartition& partition, const set_optimizer_state& state) {

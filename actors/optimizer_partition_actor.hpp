@@ -27,7 +27,8 @@ optimizer_partition_actor spawn_optimizer_partition_actor(
     caf::actor_system& system, std::shared_ptr<OptimizerPartition> partition,
     AdamParams hyperparameters, offload_manager_actor offload_manager, ActorContext context);
 
-// State tensors of a partition by name, for checkpoints: "exp_avg", "exp_avg_sq".
+// State tensors of a partition by name, for checkpoints: "exp_avg", "exp_avg_sq", with the
+// partition's group and offset in it.
 optimizer_state partition_state(OptimizerPartition& partition);
 void restore_partition_state(OptimizerPartition& partition, const set_optimizer_state& state);
 

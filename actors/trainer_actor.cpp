@@ -168,13 +168,12 @@ void checkpoint(Self self, std::function<void()> then) {
                   auto& st = self->state;
                   std::vector<PartitionState> optimizer;
                   for (auto& s : states) {
-                    PartitionState p;
-                    p.names = s.names;
+                    PartitionState p{s.expert_group, s.group_begin, s.names, {}};
                     for (auto& h : s.tensors) p.tensors.push_back(h.tensor());
                     optimizer.push_back(std::move(p));
                   }
-                  CheckpointMeta meta{st.step, position.epoch, position.index, st.opt.seed,
-                                      st.model->name()};
+                  CheckpointMeta meta{st.opt.run_id,  st.step,     position.epoch,
+                                      position.index, st.opt.seed, st.model->name()};
                   try {
                     const auto path =
                         save_checkpoint(st.opt.checkpoint_dir, meta, st.model->parameters(),

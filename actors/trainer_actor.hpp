@@ -40,6 +40,7 @@ struct TrainerOptions {
   std::int64_t checkpoint_interval = 0;  // steps; 0 = none
   std::int64_t checkpoint_keep = 0;      // newest checkpoints kept; 0 = all
   std::uint64_t seed = 0;                // recorded in checkpoints
+  std::string run_id;                    // recorded in checkpoints (models/checkpoint.hpp)
   bool language_model = false;           // report bits per character next to the loss
 };
 

@@ -236,9 +236,9 @@ constexpr KeyRule kRules[] = {
     {"zero_optimization", "use_multi_rank_bucket_allreduce", kBool, NO, NI, "", kOneProcess},
     {"zero_optimization", "round_robin_gradients", kBool, NO, NI, "",
      "spreads gradient copies to the CPU over the ranks; one rank has nothing to spread"},
-    {"zero_optimization", "elastic_checkpoint", kBool, NI, NI, "[false]",
-     "checkpoints loadable at another partition count; troupe resumes only with the same "
-     "runtime.optimizer_partitions"},
+    {"zero_optimization", "elastic_checkpoint", kBool, NO, NO, "",
+     "checkpoints loadable at another partition count: troupe's always are (the optimizer "
+     "state is stored per parameter group, whatever runtime.optimizer_partitions wrote it)"},
     {"zero_optimization", "load_from_fp32_weights", kBool, NO, NO, "",
      "chooses fp32 master weights over 16-bit weights when loading; troupe trains and "
      "checkpoints in fp32 only"},

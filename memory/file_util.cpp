@@ -36,7 +36,8 @@ void fsync_path(const std::string& path, int flags) {
 
 }  // namespace
 
-void write_atomically(const std::string& path, const std::function<void(std::ostream&)>& writer) {
+void write_atomically(const std::string& path, const std::function<void(std::ostream&)>& writer,
+                      const std::function<void()>& before_rename) {
   if (path.empty()) throw std::invalid_argument("write_atomically: path is empty");
   const fs::path target(path);
   const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
@@ -58,6 +59,7 @@ void write_atomically(const std::string& path, const std::function<void(std::ost
     out.close();  // close() flushes; checking after it also catches a failed final write
     if (!out) throw std::runtime_error("write_atomically: writing '" + tmp + "' failed");
     fsync_path(tmp, O_RDONLY);
+    if (before_rename) before_rename();
     if (std::rename(tmp.c_str(), path.c_str()) != 0) throw_io("cannot rename onto", path);
   } catch (...) {
     std::error_code ignored;

@@ -145,6 +145,60 @@ std::string byte_range(std::uint64_t begin, std::uint64_t end) {
   return out;
 }
 
+// The parsed JSON header of an open file and where its data section lies.
+struct RawHeader {
+  ordered_json json;
+  std::uint64_t data_start = 0;
+  std::uint64_t data_bytes = 0;
+};
+
+RawHeader read_header(std::ifstream& in, const std::string& path, const LoadError& err) {
+  if (!in) err.io("cannot open the file");
+  std::error_code ec;
+  const std::uint64_t file_bytes = std::filesystem::file_size(path, ec);
+  if (ec) err.io("cannot read the file size: " + ec.message());
+
+  if (file_bytes < header_length_bytes)
+    err.invalid("truncated: " + std::to_string(file_bytes) +
+                " bytes, shorter than the 8-byte header length");
+  std::array<unsigned char, header_length_bytes> length{};
+  in.read(reinterpret_cast<char*>(length.data()), length.size());
+  std::uint64_t header_bytes = 0;
+  for (std::size_t i = 0; i < length.size(); ++i)
+    header_bytes |= static_cast<std::uint64_t>(length[i]) << (8 * i);
+  if (header_bytes > file_bytes - header_length_bytes)
+    err.invalid("truncated: the header length is " + std::to_string(header_bytes) +
+                " bytes but only " + std::to_string(file_bytes - header_length_bytes) +
+                " bytes follow it");
+  RawHeader out;
+  out.data_start = header_length_bytes + header_bytes;
+  out.data_bytes = file_bytes - out.data_start;
+
+  std::string text(header_bytes, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (!in) err.io("reading the " + std::to_string(header_bytes) + "-byte header failed");
+  try {
+    out.json = ordered_json::parse(text);
+  } catch (const ordered_json::parse_error& e) {
+    err.invalid(std::string("bad header: not valid JSON (") + e.what() + ")");
+  }
+  if (!out.json.is_object())
+    err.invalid("bad header: expected a JSON object, got " + out.json.dump());
+  return out;
+}
+
+SafetensorsMetadata parse_metadata(const ordered_json& info, const LoadError& err) {
+  if (!info.is_object()) err.invalid("bad header: __metadata__ must be an object");
+  SafetensorsMetadata out;
+  for (const auto& [key, value] : info.items()) {
+    if (!value.is_string())
+      err.invalid("bad header: __metadata__ value of '" + key + "' must be a string, got " +
+                  value.dump());
+    out[key] = value.get<std::string>();
+  }
+  return out;
+}
+
 }  // namespace
 
 const Tensor& SafetensorsFile::at(const std::string& name) const {
@@ -153,8 +207,7 @@ const Tensor& SafetensorsFile::at(const std::string& name) const {
   throw std::out_of_range("SafetensorsFile::at: no tensor named '" + name + "'");
 }
 
-void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+std::string safetensors_header(const NamedTensors& tensors, const SafetensorsMetadata& metadata) {
   ordered_json header = ordered_json::object();
   if (!metadata.empty()) {
     ordered_json meta = ordered_json::object();
@@ -185,64 +238,39 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 
   std::string text = header.dump();
   text.append((header_alignment - text.size() % header_alignment) % header_alignment, ' ');
-  std::array<char, header_length_bytes> length{};
-  for (std::size_t i = 0; i < length.size(); ++i)
-    length[i] = static_cast<char>((static_cast<std::uint64_t>(text.size()) >> (8 * i)) & 0xff);
+  std::string out(header_length_bytes, '\0');
+  for (std::size_t i = 0; i < header_length_bytes; ++i)
+    out[i] = static_cast<char>((static_cast<std::uint64_t>(text.size()) >> (8 * i)) & 0xff);
+  return out + text;
+}
 
-  write_atomically(path, [&](std::ostream& out) {
-    out.write(length.data(), static_cast<std::streamsize>(length.size()));
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& [name, tensor] : tensors)
-      out.write(static_cast<const char*>(tensor.raw_data()),
-                static_cast<std::streamsize>(tensor.nbytes()));
-  });
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const SafetensorsMetadata& metadata,
+                      const std::function<void()>& before_rename) {
+  const std::string header = safetensors_header(tensors, metadata);
+  write_atomically(
+      path,
+      [&](std::ostream& out) {
+        out.write(header.data(), static_cast<std::streamsize>(header.size()));
+        for (const auto& [name, tensor] : tensors)
+          out.write(static_cast<const char*>(tensor.raw_data()),
+                    static_cast<std::streamsize>(tensor.nbytes()));
+      },
+      before_rename);
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
   const LoadError err(path);
   std::ifstream in(path, std::ios::binary);
-  if (!in) err.io("cannot open the file");
-  std::error_code ec;
-  const std::uint64_t file_bytes = std::filesystem::file_size(path, ec);
-  if (ec) err.io("cannot read the file size: " + ec.message());
-
-  if (file_bytes < header_length_bytes)
-    err.invalid("truncated: " + std::to_string(file_bytes) +
-                " bytes, shorter than the 8-byte header length");
-  std::array<unsigned char, header_length_bytes> length{};
-  in.read(reinterpret_cast<char*>(length.data()), length.size());
-  std::uint64_t header_bytes = 0;
-  for (std::size_t i = 0; i < length.size(); ++i)
-    header_bytes |= static_cast<std::uint64_t>(length[i]) << (8 * i);
-  if (header_bytes > file_bytes - header_length_bytes)
-    err.invalid("truncated: the header length is " + std::to_string(header_bytes) +
-                " bytes but only " + std::to_string(file_bytes - header_length_bytes) +
-                " bytes follow it");
-  const std::uint64_t data_start = header_length_bytes + header_bytes;
-  const std::uint64_t data_bytes = file_bytes - data_start;
-
-  std::string text(header_bytes, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (!in) err.io("reading the " + std::to_string(header_bytes) + "-byte header failed");
-  ordered_json header;
-  try {
-    header = ordered_json::parse(text);
-  } catch (const ordered_json::parse_error& e) {
-    err.invalid(std::string("bad header: not valid JSON (") + e.what() + ")");
-  }
-  if (!header.is_object()) err.invalid("bad header: expected a JSON object, got " + header.dump());
+  const RawHeader header = read_header(in, path, err);
+  const std::uint64_t data_start = header.data_start;
+  const std::uint64_t data_bytes = header.data_bytes;
 
   SafetensorsFile file;
   std::vector<HeaderEntry> entries;
-  for (const auto& [name, info] : header.items()) {
+  for (const auto& [name, info] : header.json.items()) {
     if (name == metadata_key) {
-      if (!info.is_object()) err.invalid("bad header: __metadata__ must be an object");
-      for (const auto& [key, value] : info.items()) {
-        if (!value.is_string())
-          err.invalid("bad header: __metadata__ value of '" + key + "' must be a string, got " +
-                      value.dump());
-        file.metadata[key] = value.get<std::string>();
-      }
+      file.metadata = parse_metadata(info, err);
       continue;
     }
     entries.push_back(parse_entry(name, info, data_bytes, err));
@@ -277,6 +305,14 @@ SafetensorsFile load_safetensors(const std::string& path) {
     file.tensors.emplace_back(entry.name, std::move(tensor));
   }
   return file;
+}
+
+SafetensorsMetadata load_safetensors_metadata(const std::string& path) {
+  const LoadError err(path);
+  std::ifstream in(path, std::ios::binary);
+  const RawHeader header = read_header(in, path, err);
+  const auto it = header.json.find(metadata_key);
+  return it == header.json.end() ? SafetensorsMetadata{} : parse_metadata(*it, err);
 }
 
 }  // namespace troupe

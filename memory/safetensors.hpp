@@ -11,6 +11,7 @@
 // is troupe's host byte order.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -21,20 +22,27 @@
 namespace troupe {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+using SafetensorsMetadata = std::map<std::string, std::string>;
 
 struct SafetensorsFile {
   NamedTensors tensors;  // in the order of their data in the file
-  std::map<std::string, std::string> metadata;
+  SafetensorsMetadata metadata;
 
   // The tensor called `name`; throws std::out_of_range naming it when absent.
   const Tensor& at(const std::string& name) const;
 };
 
+// The bytes before the data section of the file save_safetensors writes for `tensors` and
+// `metadata`: the 8-byte header length and the padded JSON header. Throws as save_safetensors.
+std::string safetensors_header(const NamedTensors& tensors, const SafetensorsMetadata& metadata);
+
 // Writes `tensors` (contiguous host tensors with distinct, non-empty names other than
-// "__metadata__") in the given order, atomically (see write_atomically). Metadata is written only
-// when non-empty. Throws std::invalid_argument for a tensor it cannot write.
+// "__metadata__") in the given order, atomically (see write_atomically, which also runs
+// `before_rename`). Metadata is written only when non-empty. Throws std::invalid_argument for a
+// tensor it cannot write.
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
+                      const SafetensorsMetadata& metadata = {},
+                      const std::function<void()>& before_rename = {});
 
 // Reads a whole file into fresh CPU tensors. Throws std::runtime_error when the file cannot be
 // read, std::out_of_range when a tensor's data_offsets point past the data section, and
@@ -42,5 +50,9 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 // JSON object, unknown dtype, a byte range that does not match the shape, overlapping or
 // non-contiguous ranges); each message names the file and the offending entry.
 SafetensorsFile load_safetensors(const std::string& path);
+
+// Reads only the header's "__metadata__" (empty when absent): cheap for a large file. Throws as
+// load_safetensors does for an unreadable or malformed header; the data section is not checked.
+SafetensorsMetadata load_safetensors_metadata(const std::string& path);
 
 }  // namespace troupe

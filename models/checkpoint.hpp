@@ -1,11 +1,24 @@
-// Training checkpoints: parameters, optimizer state, step, data position and seed in one
+// Training checkpoints: parameters, optimizer state, step, data position, seed and run id in one
 // safetensors file per checkpoint, written atomically (temporary file, then rename), plus a
-// `latest` file naming the newest one (also replaced atomically). A run resumed from a checkpoint
-// continues bit-identically on the CPU: routing noise and data order are functions of
-// (seed, step, micro-batch) and (seed, epoch), so the seed and positions are the whole RNG state.
+// `latest` file naming the newest one (also replaced atomically; models/checkpoint_dir.hpp). A
+// run resumed from a checkpoint continues bit-identically on the CPU: routing noise and data order
+// are functions of (seed, step, micro-batch) and (seed, epoch), so the seed and positions are the
+// whole RNG state.
 //
-// Layout: DIR/step_00000100.safetensors, DIR/latest ("step_00000100.safetensors\n").
-// Tensors: "param/<parameter name>", "optim/<partition>/<state name>".
+// Layout: DIR/step_00000100.safetensors, DIR/latest ("step_00000100.safetensors\nrun_id <id>\n").
+// Tensors: "param/<parameter name>"; "optim/<group>/exp_avg" and "optim/<group>/exp_avg_sq"
+// for group "non_expert" and "expert", each covering the whole group's flat buffer in its order
+// (models/parameter.hpp), so a checkpoint does not depend on how the optimizer state was
+// partitioned: a run may resume with another runtime.optimizer_partitions. Adam's step count is
+// the metadata's "step".
+// Metadata (all strings): format "troupe-checkpoint", format_version "2", run_id (16 hex digits,
+// made at the start of a fresh run and kept by --resume), step, data_epoch, data_index, seed,
+// model, and crc32: the CRC-32 of the whole file with these 8 digits read as zeros
+// (memory/safetensors_crc.hpp). Loading checks the format, version and CRC.
+//
+// Crash points (memory/crash_point.hpp) a save passes, in order: "after_temp_write" (the step file
+// is complete under its temporary name), "after_rename" (it is in place), "before_latest",
+// "after_latest" (latest names it), then "mid_prune" after each old file pruning removes.
 #pragma once
 
 #include <cstdint>
@@ -18,34 +31,59 @@
 
 namespace troupe {
 
+inline constexpr const char* kCheckpointFormat = "troupe-checkpoint";
+inline constexpr int kCheckpointVersion = 2;
+
 struct CheckpointMeta {
-  std::int64_t step = 0;        // optimizer steps completed
+  std::string run_id;
+  std::int64_t step = 0;        // optimizer steps completed (Adam's step count)
   std::int64_t data_epoch = 0;  // data reader position after the last step
   std::int64_t data_index = 0;
   std::uint64_t seed = 0;
   std::string model;  // model name, checked on resume
 };
 
-// One optimizer partition's state tensors by name.
+// A fresh run's id: 64 random bits as 16 lowercase hex digits.
+std::string new_run_id();
+
+// "expert" or "non_expert": the optimizer state tensors' group part.
+const char* optimizer_group_name(bool expert_group);
+
+// One optimizer partition's state: its range of its parameter group's flat buffer.
 struct PartitionState {
+  bool expert_group = false;
+  std::int64_t group_begin = 0;  // the range's first element in the group's flat buffer
   std::vector<std::string> names;
-  std::vector<Tensor> tensors;
+  std::vector<Tensor> tensors;  // [range size] each, in range order
 };
 
-// Writes DIR/step_NNNNNNNN.safetensors, updates DIR/latest, then removes all but the `keep`
-// newest step files (keep = 0 keeps every one); returns the new file's path.
+// Writes DIR/step_NNNNNNNN.safetensors (the partitions' states joined per group; the partitions
+// of a group must tile it), updates DIR/latest, then prunes run meta.run_id's files to the `keep`
+// newest (prune_checkpoints; keep = 0 keeps every one); returns the new file's path.
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
                             const std::vector<Parameter*>& parameters,
                             const std::vector<PartitionState>& optimizer, std::int64_t keep = 0);
 
 struct LoadedCheckpoint {
+  std::string path;  // the file resumed from
   CheckpointMeta meta;
-  std::vector<PartitionState> optimizer;
+  // Group name → state name → [group size] tensor.
+  std::map<std::string, std::map<std::string, Tensor>> optimizer;
+  // Newer checkpoints of the run that were skipped as damaged: "FILE: why" each.
+  std::vector<std::string> skipped;
+
+  // The state of the range [begin, begin + size) of a group: what the partition owning it holds.
+  // Throws std::runtime_error naming the file when the checkpoint lacks it.
+  PartitionState partition_state(bool expert_group, std::int64_t begin, std::int64_t size) const;
 };
 
-// Reads DIR/latest (or a .safetensors path given directly), copies every parameter's value in
-// place and returns the rest. Throws std::runtime_error naming the file and the mismatch when a
-// parameter is missing, has another shape, or the model name differs.
+// Resumes from a .safetensors file, or from a directory: the file `latest` names, else (damaged:
+// unreadable, truncated, wrong CRC, unknown format or version, another run's) the newest older
+// step file of the same run that is intact, noting each skipped one in `skipped`; a directory
+// without `latest` starts from its newest step file. When no file is intact, throws
+// std::runtime_error listing every file tried and why it failed. Then copies every parameter's
+// value in place; throws std::runtime_error naming the file and the mismatch when a parameter or
+// optimizer group is missing or has another shape, or the model name differs.
 LoadedCheckpoint load_checkpoint(const std::string& dir_or_file,
                                  const std::vector<Parameter*>& parameters,
                                  const std::string& model_name);

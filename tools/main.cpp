@@ -2,6 +2,7 @@
 //
 //   troupe train CONFIG [--deepspeed_config DS_CONFIG] [--resume DIR] [--trace FILE]
 //                       [--metrics FILE] [--steps N] [--plot]
+//                       [--overwrite_checkpoints]
 //   troupe launch [--nproc_per_node N] [--nnodes K] [--node_rank R] [--master_addr A]
 //                 [--master_port P] [--hostfile FILE] CONFIG [train options]
 //   troupe plot METRICS.jsonl… | TRACE.json [-o DIR] [--step N]
@@ -36,6 +37,9 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   train_cmd->add_option("--resume", train.resume,
                         "Checkpoint directory (or file) to continue from");
+  train_cmd->add_flag("--overwrite_checkpoints", train.overwrite_checkpoints,
+                      "Delete another run's checkpoints in runtime.checkpoint.dir first (a new "
+                      "run refuses a directory holding them)");
   train_cmd->add_option("--trace", train.trace_file, "Write a Chrome-trace JSON (Perfetto) here");
   train_cmd->add_option("--metrics", train.metrics_file, "Write JSON-lines metrics here");
   train_cmd->add_option("--steps", train.steps, "Optimizer steps (overrides the config)")

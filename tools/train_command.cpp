@@ -14,6 +14,7 @@
 #include "configs/run_config.hpp"
 #include "kernels/ops/gemm.hpp"
 #include "models/checkpoint.hpp"
+#include "models/checkpoint_dir.hpp"
 #include "scheduler/actor_runtime.hpp"
 #include "tools/plot_command.hpp"
 #include "tools/rank_environment.hpp"
@@ -122,14 +123,18 @@ int train(RunConfig config, const TrainCommand& command) {
   TrainerOptions to;
   if (!command.resume.empty()) {
     LoadedCheckpoint ckpt = load_checkpoint(command.resume, model.parameters(), model.name());
-    if (ckpt.optimizer.size() != runtime.partitions().size())
-      throw std::runtime_error("checkpoint " + command.resume + " has " +
-                               std::to_string(ckpt.optimizer.size()) +
-                               " optimizer partitions; runtime.optimizer_partitions gives " +
-                               std::to_string(runtime.partitions().size()));
-    for (std::size_t i = 0; i < ckpt.optimizer.size(); ++i) {
-      set_optimizer_state state{ckpt.optimizer[i].names, {}};
-      for (auto& t : ckpt.optimizer[i].tensors) state.tensors.emplace_back(t);
+    for (const auto& skipped : ckpt.skipped)
+      spdlog::warn("skipping a damaged checkpoint: {}", skipped);
+    if (!ckpt.skipped.empty())
+      spdlog::warn("falling back to the previous intact checkpoint {} (step {})", ckpt.path,
+                   ckpt.meta.step);
+    // Each partition takes its range of its group's state, whatever partitioning wrote it.
+    for (std::size_t i = 0; i < runtime.partitions().size(); ++i) {
+      const auto& partition = *runtime.partitions()[i];
+      PartitionState slice = ckpt.partition_state(partition.expert_group(), partition.group_begin(),
+                                                  partition.numel());
+      set_optimizer_state state{std::move(slice.names), {}};
+      for (auto& t : slice.tensors) state.tensors.emplace_back(t);
       caf::scoped_actor self{system};
       self->request(runtime.optimizer_partitions()[i], caf::infinite, state)
           .receive([] {}, [](caf::error& e) { throw std::runtime_error(caf::to_string(e)); });
@@ -139,7 +144,22 @@ int train(RunConfig config, const TrainCommand& command) {
                    config.runtime.seed, ckpt.meta.seed);
     data.start = BatcherPosition{ckpt.meta.data_epoch, ckpt.meta.data_index};
     to.start_step = ckpt.meta.step;
-    spdlog::info("resumed from {} at step {}", command.resume, ckpt.meta.step);
+    to.run_id = ckpt.meta.run_id;
+    spdlog::info("resumed run {} from {} at step {}", to.run_id, ckpt.path, ckpt.meta.step);
+  } else {
+    to.run_id = new_run_id();
+    spdlog::info("run id: {} (a new run)", to.run_id);
+  }
+  if (config.runtime.checkpoint.interval > 0) {
+    const auto& dir = config.runtime.checkpoint.dir;
+    const ClaimResult claim = claim_checkpoint_dir(dir, to.run_id, !command.resume.empty(),
+                                                   command.overwrite_checkpoints);
+    if (!claim.removed_temporaries.empty())
+      spdlog::info("removed {} temporary file(s) of interrupted checkpoint writes from {}",
+                   claim.removed_temporaries.size(), dir);
+    if (!claim.removed_checkpoints.empty())
+      spdlog::warn("--overwrite_checkpoints: removed another run's checkpoint files from {}: {}",
+                   dir, fmt::join(claim.removed_checkpoints, ", "));
   }
   auto data_actor = spawn_data_actor(system, setup.train, setup.eval, data, {"data", recorder});
 

@@ -18,6 +18,8 @@ struct TrainCommand {
   std::string metrics_file;  // overrides runtime.metrics_file
   std::int64_t steps = 0;    // overrides the number of optimizer steps when > 0
   bool plot = false;         // write PNG plots next to the metrics file when the run ends
+  // Deletes another run's checkpoints in runtime.checkpoint.dir instead of refusing to start.
+  bool overwrite_checkpoints = false;
 };
 
 // Returns the process exit code: 0 on success, 2 for a bad config, 1 for a failed run.

@@ -81,7 +81,7 @@ TEST_CASE_METHOD(system_fixture, "every message type round-trips") {
   round_trip(offload_step{1, handle({4}), 5, 1e-3f, 1.0f, stamp});
   round_trip(get_optimizer_state{});
   round_trip(set_optimizer_state{{"exp_avg"}, {handle({4})}});
-  round_trip(optimizer_state{{"exp_avg", "exp_avg_sq"}, {handle({4}), handle({4})}});
+  round_trip(optimizer_state{{"exp_avg", "exp_avg_sq"}, {handle({4}), handle({4})}, true, 8192});
   round_trip(flush_trace{"trace.json"});
   round_trip(start_training{});
   round_trip(training_summary{100, 0.3f, 0.35f, 0.89f, 10000, 42.5});

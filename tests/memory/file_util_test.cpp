@@ -49,6 +49,26 @@ TEST_CASE("write_atomically creates parent directories and leaves only the targe
   fs::remove_all(dir);
 }
 
+TEST_CASE("before_rename runs with the new contents complete but not yet in place") {
+  fs::path dir = fresh_dir("before_rename");
+  fs::path target = dir / "state.json";
+  write_atomically(target.string(), [](std::ostream& out) { out << "old"; });
+  int calls = 0;
+  write_atomically(
+      target.string(), [](std::ostream& out) { out << "new"; },
+      [&] {
+        ++calls;
+        CHECK(read_all(target) == "old");
+        REQUIRE(entries_in(dir) == 2);  // the target and the finished temporary file
+        for (const auto& entry : fs::directory_iterator(dir))
+          if (entry.path() != target) CHECK(read_all(entry.path()) == "new");
+      });
+  CHECK(calls == 1);
+  CHECK(read_all(target) == "new");
+  CHECK(entries_in(dir) == 1);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("a writer that throws leaves the old file intact and no temporary file") {
   fs::path dir = fresh_dir("throw");
   fs::path target = dir / "state.json";

@@ -209,3 +209,26 @@ TEST_CASE("save_safetensors rejects tensors it cannot write and leaves no file")
                   std::invalid_argument);
   CHECK(fs::is_empty(dir.path));
 }
+
+TEST_CASE("the header alone: safetensors_header is the file's first bytes, metadata reads alone") {
+  test::TempDir dir("safetensors_header_only");
+  const std::string path = dir.file("x.safetensors");
+  const NamedTensors tensors{{"a", patterned({4}, DType::f32, 1)},
+                             {"b", patterned({2, 3}, DType::i64, 2)}};
+  const SafetensorsMetadata metadata{{"step", "12"}, {"run_id", "abc"}};
+  save_safetensors(path, tensors, metadata);
+  const std::string header = safetensors_header(tensors, metadata);
+  const auto bytes = read_bytes(path);
+  REQUIRE(bytes.size() == header.size() + 4 * 4 + 6 * 8);
+  CHECK(std::equal(header.begin(), header.end(), bytes.begin(),
+                   [](char h, unsigned char b) { return static_cast<unsigned char>(h) == b; }));
+  CHECK(load_safetensors_metadata(path) == metadata);
+
+  // Truncated data does not matter to the metadata; a truncated header does.
+  fs::resize_file(path, header.size() + 4);
+  CHECK(load_safetensors_metadata(path) == metadata);
+  fs::resize_file(path, 12);
+  CHECK_THROWS_WITH(load_safetensors_metadata(path), Catch::Contains(path));
+  save_safetensors(path, tensors);
+  CHECK(load_safetensors_metadata(path).empty());
+}

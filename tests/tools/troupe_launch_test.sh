@@ -29,8 +29,8 @@ chmod +x "$dir/rank"
 export TROUPE_BIN="$dir/rank"
 
 # 1. One rank, no launcher options: the options after CONFIG pass through unchanged.
-OUT="$dir/one" "$launch" cfg.json --deepspeed_config ds.json --steps 3
-grep -qx "rank= world= local=/ master=: ucx= args=train cfg.json --deepspeed_config ds.json --steps 3" "$dir/one" \
+OUT="$dir/one" "$launch" cfg.json --deepspeed_config ds.json --steps 3 --overwrite_checkpoints
+grep -qx "rank= world= local=/ master=: ucx= args=train cfg.json --deepspeed_config ds.json --steps 3 --overwrite_checkpoints" "$dir/one" \
   || fail "one rank: $(cat "$dir/one")"
 
 # 2. Three ranks on this node: the torchrun environment.
