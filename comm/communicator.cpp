@@ -116,6 +116,10 @@ CommRequestPtr Communicator::all_to_all_v(const Tensor& send,
         std::to_string(received) + ", but send has " + std::to_string(send.size(0)) +
         " rows and recv " + std::to_string(recv.size(0)));
   }
+  if (send_rows[rank_] != recv_rows[rank_]) {
+    bad("all_to_all_v: this rank " + std::to_string(rank_) + " sends itself " +
+        std::to_string(send_rows[rank_]) + " rows but expects " + std::to_string(recv_rows[rank_]));
+  }
   const std::size_t row_bytes =
       static_cast<std::size_t>(shape_numel(trailing_shape(send))) * dtype_size(send.dtype());
   return do_all_to_all_v(send, send_rows, recv, recv_rows, row_bytes, stream);
