@@ -29,25 +29,6 @@ void check_ucs(ucs_status_t status, const char* call) {
   }
 }
 
-std::string to_hex(const void* data, std::size_t bytes) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < bytes; ++i) {
-    const auto b = static_cast<const unsigned char*>(data)[i];
-    out += digits[b >> 4];
-    out += digits[b & 15];
-  }
-  return out;
-}
-
-std::string from_hex(const std::string& text) {
-  std::string out(text.size() / 2, '\0');
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    out[i] = static_cast<char>(std::stoi(text.substr(2 * i, 2), nullptr, 16));
-  }
-  return out;
-}
-
 // Zero-byte transfers still need a valid address.
 std::byte empty_buffer[1];
 
@@ -156,14 +137,15 @@ std::shared_ptr<UcxTransport> UcxTransport::connect(int rank, int world_size,
   std::size_t address_bytes = 0;
   check_ucs(ucp_worker_get_address(impl.worker, &address, &address_bytes),
             "ucp_worker_get_address");
-  store.set(prefix + "/" + std::to_string(rank), to_hex(address, address_bytes));
+  store.set(prefix + "/" + std::to_string(rank),
+            std::string(reinterpret_cast<const char*>(address), address_bytes));
   ucp_worker_release_address(impl.worker, address);
 
   impl.endpoints.assign(world_size, nullptr);
   impl.endpoint_contexts.resize(world_size);
   for (int peer = 0; peer < world_size; ++peer) {
     if (peer == rank) continue;
-    const std::string peer_address = from_hex(store.get(prefix + "/" + std::to_string(peer)));
+    const std::string peer_address = store.get(prefix + "/" + std::to_string(peer));
     impl.endpoint_contexts[peer] = {&impl, peer};
     ucp_ep_params_t ep_params{};
     ep_params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
