@@ -65,6 +65,7 @@ struct UcxTransport::Impl {
 
   int rank = 0;
   int size = 1;
+  bool peer_error_handling = true;
   ucp_context_h context = nullptr;
   ucp_worker_h worker = nullptr;
   int worker_fd = -1;
@@ -74,7 +75,8 @@ struct UcxTransport::Impl {
   std::atomic<std::uint16_t> next_id{0};
 
   std::mutex queue_mutex;
-  std::vector<std::shared_ptr<UcxPlan>> queue;  // submitted, not yet started
+  std::vector<std::shared_ptr<UcxPlan>> queue;    // submitted, not yet started
+  std::vector<std::pair<int, std::string>> lost;  // peer_lost() reports, not yet handled
   std::atomic<bool> stopping{false};
   std::thread progress_thread;
 
@@ -88,7 +90,7 @@ struct UcxTransport::Impl {
   void post_phase(Op& op);
   void transfer_done(InFlight& transfer, ucs_status_t status, std::size_t received);
   void fail(Op& op, const std::string& reason);
-  void peer_failed(int peer, ucs_status_t status);
+  void peer_failed(int peer, const std::string& reason);
   void reap();
   void wake();
   void close_endpoints();
@@ -103,7 +105,7 @@ UcxTransport::UcxTransport() : impl_(std::make_unique<Impl>()) {}
 
 std::shared_ptr<UcxTransport> UcxTransport::connect(int rank, int world_size,
                                                     RendezvousClient& store,
-                                                    const std::string& prefix) {
+                                                    const UcxOptions& options) {
   if (world_size < 1 || rank < 0 || rank >= world_size) {
     throw std::invalid_argument("UCX transport: rank " + std::to_string(rank) + " of world size " +
                                 std::to_string(world_size) +
@@ -114,6 +116,7 @@ std::shared_ptr<UcxTransport> UcxTransport::connect(int rank, int world_size,
   Impl& impl = *transport->impl_;
   impl.rank = rank;
   impl.size = world_size;
+  impl.peer_error_handling = options.peer_error_handling;
 
   ucp_config_t* config = nullptr;
   check_ucs(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");
@@ -137,7 +140,7 @@ std::shared_ptr<UcxTransport> UcxTransport::connect(int rank, int world_size,
   std::size_t address_bytes = 0;
   check_ucs(ucp_worker_get_address(impl.worker, &address, &address_bytes),
             "ucp_worker_get_address");
-  store.set(prefix + "/" + std::to_string(rank),
+  store.set(options.prefix + "/" + std::to_string(rank),
             std::string(reinterpret_cast<const char*>(address), address_bytes));
   ucp_worker_release_address(impl.worker, address);
 
@@ -145,13 +148,14 @@ std::shared_ptr<UcxTransport> UcxTransport::connect(int rank, int world_size,
   impl.endpoint_contexts.resize(world_size);
   for (int peer = 0; peer < world_size; ++peer) {
     if (peer == rank) continue;
-    const std::string peer_address = store.get(prefix + "/" + std::to_string(peer));
+    const std::string peer_address = store.get(options.prefix + "/" + std::to_string(peer));
     impl.endpoint_contexts[peer] = {&impl, peer};
     ucp_ep_params_t ep_params{};
     ep_params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
                            UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
     ep_params.address = reinterpret_cast<const ucp_address_t*>(peer_address.data());
-    ep_params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    ep_params.err_mode =
+        options.peer_error_handling ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
     ep_params.err_handler.cb = &Impl::endpoint_error;
     ep_params.err_handler.arg = &impl.endpoint_contexts[peer];
     check_ucs(ucp_ep_create(impl.worker, &ep_params, &impl.endpoints[peer]), "ucp_ep_create");
@@ -203,6 +207,14 @@ void UcxTransport::submit(std::shared_ptr<UcxPlan> plan) {
   impl_->wake();
 }
 
+void UcxTransport::peer_lost(int peer, const std::string& reason) {
+  {
+    std::lock_guard lock(impl_->queue_mutex);
+    impl_->lost.emplace_back(peer, "world rank " + std::to_string(peer) + " was lost: " + reason);
+  }
+  impl_->wake();
+}
+
 void UcxTransport::Impl::wake() {
   const std::uint64_t one = 1;
   // A full counter (EAGAIN) still leaves the fd readable, which is all a wake-up needs.
@@ -212,10 +224,13 @@ void UcxTransport::Impl::wake() {
 void UcxTransport::Impl::run() {
   while (true) {
     std::vector<std::shared_ptr<UcxPlan>> started;
+    std::vector<std::pair<int, std::string>> lost_now;
     {
       std::lock_guard lock(queue_mutex);
       started.swap(queue);
+      lost_now.swap(lost);
     }
+    for (auto& [peer, reason] : lost_now) peer_failed(peer, reason);
     for (auto& plan : started) start(std::move(plan));
     while (ucp_worker_progress(worker) != 0) {
     }
@@ -336,10 +351,11 @@ void UcxTransport::Impl::fail(Op& op, const std::string& reason) {
   for (void* request : pending) ucp_request_cancel(worker, request);
 }
 
-void UcxTransport::Impl::peer_failed(int peer, ucs_status_t status) {
-  const std::string reason = "world rank " + std::to_string(peer) +
-                             " is unreachable (endpoint error: " + ucs_status_string(status) + ")";
-  spdlog::warn("UCX rank {}: {}", rank, reason);
+void UcxTransport::Impl::peer_failed(int peer, const std::string& reason) {
+  if (dead_peers.count(peer) != 0) return;
+  // While shutting down, peers that finished first close their endpoints: not worth a warning.
+  spdlog::log(stopping.load() ? spdlog::level::debug : spdlog::level::warn, "UCX rank {}: {}", rank,
+              reason);
   dead_peers.emplace(peer, reason);
   for (auto& op : ops) {
     if (!op.finished && std::find(op.peers.begin(), op.peers.end(), peer) != op.peers.end()) {
@@ -372,17 +388,22 @@ void UcxTransport::Impl::recv_callback(void* request, ucs_status_t status,
 
 void UcxTransport::Impl::endpoint_error(void* arg, ucp_ep_h, ucs_status_t status) {
   auto* context = static_cast<EndpointContext*>(arg);
-  context->impl->peer_failed(context->peer, status);
+  context->impl->peer_failed(
+      context->peer, "world rank " + std::to_string(context->peer) +
+                         " is unreachable (endpoint error: " + ucs_status_string(status) + ")");
 }
 
 void UcxTransport::Impl::close_endpoints() {
   std::vector<void*> closing;
   for (int peer = 0; peer < size; ++peer) {
     if (endpoints[peer] == nullptr) continue;
+    const bool dead = dead_peers.count(peer) != 0;
+    // A dead peer cannot acknowledge a flush. With peer error handling its endpoint is released at
+    // once; without it a forced close is undefined, so ucp_worker_destroy releases it instead.
+    if (dead && !peer_error_handling) continue;
     ucp_request_param_t param{};
     param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    // A dead peer cannot acknowledge a flush: release its endpoint at once.
-    param.flags = dead_peers.count(peer) != 0 ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    param.flags = dead ? UCP_EP_CLOSE_FLAG_FORCE : 0;
     ucs_status_ptr_t status = ucp_ep_close_nbx(endpoints[peer], &param);
     if (status != nullptr && !UCS_PTR_IS_ERR(status)) closing.push_back(status);
     endpoints[peer] = nullptr;

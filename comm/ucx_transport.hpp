@@ -3,8 +3,13 @@
 // operation as a UcxPlan of tagged point-to-point phases and submit it here.
 //
 // - Setup: every world rank publishes its worker address in the rendezvous store under
-//   "<prefix>/<rank>", reads every peer's, and creates an endpoint to each with UCX's peer error
-//   handling, so that a dead peer's endpoint reports an error instead of leaving receives hanging.
+//   "<prefix>/<rank>", reads every peer's, and creates an endpoint to each.
+// - Dead peers: with UcxOptions::peer_error_handling (the default) the endpoints use UCX's peer
+//   error handling, so a dead peer's endpoint reports an error instead of leaving receives hanging.
+//   UCX 1.13's shared-memory transports (posix, sysv) cannot detect a dead peer, so with it UCX
+//   picks TCP even between processes of one machine. Without it shared memory is used, and a dead
+//   peer must be reported by whoever detects it (a heartbeat, CAF's node-down message) through
+//   peer_lost(), which fails that peer's pending requests the same way.
 // - Threads: only the progress thread touches the worker after setup. submit() may be called from
 //   any thread: it queues the plan and wakes the progress thread through an eventfd. When idle, the
 //   progress thread sleeps in poll() on that eventfd and on the worker's event fd (ucp_worker_arm),
@@ -52,13 +57,19 @@ struct UcxPlan {
   std::vector<std::vector<std::byte>> scratch;  // staging buffers the transfers point into
 };
 
+struct UcxOptions {
+  std::string prefix = "ucx";       // rendezvous keys: "<prefix>/<rank>"
+  bool peer_error_handling = true;  // UCX detects dead peers (excludes shared memory, see above)
+};
+
 class UcxTransport {
  public:
-  // Collective over the whole world: every rank calls it with the same prefix. Throws
-  // std::runtime_error naming the UCX call and status when UCX cannot start, and the rendezvous
+  // Collective over the whole world: every rank calls it with the same options. Throws
+  // std::runtime_error naming the UCX call and status when UCX cannot start (for example when
+  // UCX_TLS leaves no transport that supports the error handling asked for), and the rendezvous
   // store's errors when a peer does not publish its address within the store's timeout.
   static std::shared_ptr<UcxTransport> connect(int rank, int world_size, RendezvousClient& store,
-                                               const std::string& prefix = "ucx");
+                                               const UcxOptions& options = {});
   ~UcxTransport();
   UcxTransport(const UcxTransport&) = delete;
   UcxTransport& operator=(const UcxTransport&) = delete;
@@ -70,6 +81,9 @@ class UcxTransport {
   std::uint16_t next_communicator_id();
   // Starts the plan on the progress thread (from any thread); the plan's request reports the end.
   void submit(std::shared_ptr<UcxPlan> plan);
+  // Declares world rank `peer` dead (from any thread): its pending and later requests fail with
+  // `reason`.
+  void peer_lost(int peer, const std::string& reason);
 
  private:
   UcxTransport();

@@ -1,6 +1,8 @@
 // Every collective of UcxCommunicator (comm/ucx_communicator.hpp) on real processes, against an
-// exact reference, for world sizes 2, 3 and 4 with uneven and empty sizes; sub-group communicators;
-// and a peer killed mid-collective, whose survivors must see failed requests within seconds.
+// exact reference, for world sizes 2, 3 and 4 with uneven and empty sizes, over shared memory and
+// over TCP; sub-group communicators; and a peer killed mid-collective, whose survivors must see
+// failed requests within seconds (noticed by UCX over TCP, reported through peer_lost over shared
+// memory).
 //
 // Every rank can compute every other rank's inputs, so each checks its result exactly (floats
 // bit for bit: the reference sums in rank order, and the inputs are chosen so that any other
@@ -20,9 +22,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Shared memory between the ranks, TCP for connection setup and error detection.
-void limit_transports() {
-  setenv("UCX_TLS", "sm,tcp", 1);
+// The two ways ranks on one machine talk: shared memory, where UCX cannot detect a dead peer
+// (someone must call peer_lost), and TCP with UCX's peer error handling.
+enum class Link { shared_memory, tcp };
+
+std::shared_ptr<UcxTransport> connect(Link link, int rank, int world, RendezvousClient& store) {
+  setenv("UCX_TLS", link == Link::shared_memory ? "sm" : "tcp", 1);
+  UcxOptions options;
+  options.peer_error_handling = link == Link::tcp;
+  return UcxTransport::connect(rank, world, store, options);
 }
 
 void finish(const CommRequestPtr& request) {
@@ -167,9 +175,8 @@ void check_send_recv(Communicator& comm) {
   for (std::int64_t i = 0; i < 4; ++i) expect(got[i] == input((r + w - 1) % w, i), "recv");
 }
 
-void every_collective(int rank, int world, RendezvousClient& store) {
-  limit_transports();
-  auto transport = UcxTransport::connect(rank, world, store);
+void every_collective(Link link, int rank, int world, RendezvousClient& store) {
+  auto transport = connect(link, rank, world, store);
   UcxCommunicator comm(transport, group_of({world, 1}, GroupKind::world, rank));
   expect(comm.rank() == rank && comm.size() == world, "rank and size");
   check_all_to_all_v(comm);
@@ -190,26 +197,63 @@ void every_collective(int rank, int world, RendezvousClient& store) {
   finish(comm.barrier());
 }
 
+// A survivor's view of a kill: the all-reduce rank 2 never joins must fail, naming rank 2, within
+// seconds of the death being known; later collectives that need rank 2 fail too, and the survivors
+// still talk among themselves.
+void survive_dead_rank_2(const std::shared_ptr<UcxTransport>& transport, UcxCommunicator& comm,
+                         const std::function<void()>& learn_of_death) {
+  const Tensor x = input_tensor(comm.rank(), 1000);
+  auto request = comm.all_reduce(x);
+  learn_of_death();
+  const auto start = std::chrono::steady_clock::now();
+  expect(request->wait(10s), "the all-reduce with a dead peer hung");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  expect(request->failed(), "the all-reduce with a dead peer did not fail");
+  expect(request->error().find("world rank 2") != std::string::npos,
+         "the error does not name the dead rank: " + request->error());
+  expect(seconds < 5.0, "failing took " + std::to_string(seconds) + " s");
+  auto later = comm.barrier();
+  expect(later->wait(5s) && later->failed(), "a barrier with a dead peer did not fail");
+  UcxCommunicator pair(transport, {0, 1});
+  finish(pair.barrier());
+}
+
+void expect_rank_2_killed(const std::vector<RankExit>& exits) {
+  CHECK(exits[0].code == 0);
+  CHECK(exits[1].code == 0);
+  CHECK(exits[2].signal == SIGKILL);
+}
+
 }  // namespace
 
 TEST_CASE("every collective matches its reference on 2 ranks") {
-  run_ranks_ok(2, [](int rank, RendezvousClient& store) { every_collective(rank, 2, store); });
+  run_ranks_ok(2, [](int rank, RendezvousClient& store) {
+    every_collective(Link::shared_memory, rank, 2, store);
+  });
 }
 
 TEST_CASE("every collective matches its reference on 3 ranks") {
-  run_ranks_ok(3, [](int rank, RendezvousClient& store) { every_collective(rank, 3, store); });
+  run_ranks_ok(3, [](int rank, RendezvousClient& store) {
+    every_collective(Link::shared_memory, rank, 3, store);
+  });
 }
 
 TEST_CASE("every collective matches its reference on 4 ranks") {
-  run_ranks_ok(4, [](int rank, RendezvousClient& store) { every_collective(rank, 4, store); });
+  run_ranks_ok(4, [](int rank, RendezvousClient& store) {
+    every_collective(Link::shared_memory, rank, 4, store);
+  });
 }
 
-TEST_CASE(
-    "expert-parallel and expert-data-parallel communicators work side by side (world 4, ep 2)") {
+TEST_CASE("every collective matches its reference on 3 ranks over TCP with peer error handling") {
+  run_ranks_ok(
+      3, [](int rank, RendezvousClient& store) { every_collective(Link::tcp, rank, 3, store); });
+}
+
+TEST_CASE("expert-parallel and expert-data-parallel communicators work side by side") {
   run_ranks_ok(4, [](int rank, RendezvousClient& store) {
-    limit_transports();
-    const ParallelDims dims{4, 2};
-    auto transport = UcxTransport::connect(rank, 4, store);
+    const ParallelDims dims{4, 2};  // world 4, ep 2
+    auto transport = connect(Link::shared_memory, rank, 4, store);
     const RankGroups groups = groups_of(dims, rank);
     // Every process creates its communicators in the same order.
     UcxCommunicator world(transport, groups.world);
@@ -231,30 +275,31 @@ TEST_CASE(
   });
 }
 
-TEST_CASE("a peer killed mid-collective fails the survivors' requests within seconds") {
-  constexpr int world = 3;
-  const auto exits = run_ranks(world, [](int rank, RendezvousClient& store) {
-    limit_transports();
-    auto transport = UcxTransport::connect(rank, world, store);
+TEST_CASE("a peer killed mid-collective fails the survivors' requests within seconds (TCP)") {
+  // UCX's peer error handling notices the death itself.
+  expect_rank_2_killed(run_ranks(3, [](int rank, RendezvousClient& store) {
+    auto transport = connect(Link::tcp, rank, 3, store);
     UcxCommunicator comm(transport, {0, 1, 2});
     finish(comm.barrier());
-    if (rank == 2) raise(SIGKILL);  // dies without joining the all-reduce the others started
-    const Tensor x = input_tensor(rank, 1000);
-    const auto start = std::chrono::steady_clock::now();
-    auto request = comm.all_reduce(x);
-    expect(request->wait(10s), "the all-reduce with a dead peer hung");
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    expect(request->failed(), "the all-reduce with a dead peer did not fail");
-    expect(request->error().find("world rank 2") != std::string::npos,
-           "the error does not name the dead rank: " + request->error());
-    expect(seconds < 5.0, "failing took " + std::to_string(seconds) + " s");
-    // Later operations that need the dead peer fail at once; the survivors still talk.
-    expect(comm.barrier()->wait(5s), "a barrier with a dead peer hung");
-    UcxCommunicator pair(transport, {0, 1});
-    finish(pair.barrier());
-  });
-  CHECK(exits[0].code == 0);
-  CHECK(exits[1].code == 0);
-  CHECK(exits[2].signal == SIGKILL);
+    if (rank == 2) raise(SIGKILL);  // dies without joining the all-reduce the others start
+    survive_dead_rank_2(transport, comm, [] {});
+  }));
+}
+
+TEST_CASE("a peer reported lost fails the survivors' pending requests (shared memory)") {
+  // Shared memory cannot notice a death: the detector (a heartbeat, CAF's node-down message in
+  // the runtime) calls peer_lost. Here rank 2 announces its death in the store first.
+  expect_rank_2_killed(run_ranks(3, [](int rank, RendezvousClient& store) {
+    auto transport = connect(Link::shared_memory, rank, 3, store);
+    UcxCommunicator comm(transport, {0, 1, 2});
+    finish(comm.barrier());
+    if (rank == 2) {
+      store.set("rank 2 dies", "");
+      raise(SIGKILL);
+    }
+    survive_dead_rank_2(transport, comm, [&] {
+      store.get("rank 2 dies");
+      transport->peer_lost(2, "heartbeat missed");
+    });
+  }));
 }
