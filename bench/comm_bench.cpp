@@ -36,6 +36,8 @@ struct Options {
   std::int64_t max_bytes = 16 << 20;
   int iters = 20;
   int warmup = 5;
+  std::vector<std::string> ops{"all_reduce", "all_gather", "reduce_scatter", "all_to_all",
+                               "broadcast"};
 };
 
 // Integer-valued floats: every sum below is exact, so results compare with ==.
@@ -198,7 +200,8 @@ int run_rank(const Options& opt) {
                 static_cast<long long>(memcpy_bytes), memcpy_gbps(memcpy_bytes));
   }
   std::int64_t total_wrong = 0;
-  for (const char* op : {"all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast"}) {
+  for (const std::string& op_name : opt.ops) {
+    const char* op = op_name.c_str();
     if (rank == 0) {
       std::printf("#\n# %s\n#%12s %13s %9s %7s %7s %10s %8s %8s %6s\n", op, "size", "count", "type",
                   "redop", "root", "time", "algbw", "busbw", "#wrong");
@@ -279,6 +282,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-bytes", opt.max_bytes, "largest message size (doubling from the smallest)");
   app.add_option("--iters", opt.iters, "timed calls per size");
   app.add_option("--warmup", opt.warmup, "untimed calls first");
+  app.add_option("--ops", opt.ops, "collectives to run")
+      ->check(
+          CLI::IsMember({"all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast"}));
   CLI11_PARSE(app, argc, argv);
   try {
     bench::require_at_least("--ranks", opt.ranks, 1);

@@ -219,6 +219,19 @@ void survive_dead_rank_2(const std::shared_ptr<UcxTransport>& transport, UcxComm
   finish(pair.barrier());
 }
 
+// The barrier before the kill: a rank's barrier finishes once every rank has *entered* it, and a
+// send finishes once its buffer may be reused, not once it has arrived. So rank 2 dies only after
+// the survivors say (through the store) that their barrier finished too.
+void barrier_then_rank_2_waits(UcxCommunicator& comm, RendezvousClient& store) {
+  finish(comm.barrier());
+  if (comm.rank() == 2) {
+    store.get("passed/0");
+    store.get("passed/1");
+  } else {
+    store.set("passed/" + std::to_string(comm.rank()), "");
+  }
+}
+
 void expect_rank_2_killed(const std::vector<RankExit>& exits) {
   CHECK(exits[0].code == 0);
   CHECK(exits[1].code == 0);
@@ -280,7 +293,7 @@ TEST_CASE("a peer killed mid-collective fails the survivors' requests within sec
   expect_rank_2_killed(run_ranks(3, [](int rank, RendezvousClient& store) {
     auto transport = connect(Link::tcp, rank, 3, store);
     UcxCommunicator comm(transport, {0, 1, 2});
-    finish(comm.barrier());
+    barrier_then_rank_2_waits(comm, store);
     if (rank == 2) raise(SIGKILL);  // dies without joining the all-reduce the others start
     survive_dead_rank_2(transport, comm, [] {});
   }));
@@ -292,7 +305,7 @@ TEST_CASE("a peer reported lost fails the survivors' pending requests (shared me
   expect_rank_2_killed(run_ranks(3, [](int rank, RendezvousClient& store) {
     auto transport = connect(Link::shared_memory, rank, 3, store);
     UcxCommunicator comm(transport, {0, 1, 2});
-    finish(comm.barrier());
+    barrier_then_rank_2_waits(comm, store);
     if (rank == 2) {
       store.set("rank 2 dies", "");
       raise(SIGKILL);
