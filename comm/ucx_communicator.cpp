@@ -46,7 +46,8 @@ UcxCommunicator::UcxCommunicator(std::shared_ptr<UcxTransport> transport, RankLi
                    Device::cpu()),
       transport_(std::move(transport)),
       world_ranks_(std::move(world_ranks)),
-      id_(transport_->next_communicator_id()) {
+      id_(transport_->next_communicator_id()),
+      scratch_(ScratchPool::create()) {
   if (id_ >= max_communicators) {
     throw std::invalid_argument("UcxCommunicator: communicator " + std::to_string(id_) +
                                 " is not allowed: a process holds at most " +
@@ -127,7 +128,7 @@ std::vector<const void*> UcxCommunicator::scatter_for_sum(
     phase.sends.push_back({world_ranks_[p], tag(rank(), false, 0, seq),
                            const_cast<std::byte*>(data) + chunk_begin[p],
                            chunk_begin[p + 1] - chunk_begin[p]});
-    plan.scratch.emplace_back(my_bytes);
+    plan.scratch.push_back(scratch_->acquire(my_bytes));
     phase.recvs.push_back(
         {world_ranks_[p], tag(p, false, 0, seq), plan.scratch.back().data(), my_bytes});
     operands[p] = plan.scratch.back().data();
@@ -148,7 +149,7 @@ CommRequestPtr UcxCommunicator::do_all_reduce(const Tensor& tensor, CommStream) 
 
   UcxPhase reduce;
   const auto operands = scatter_for_sum(*plan, reduce, data, bounds, seq);
-  plan->scratch.emplace_back(my_bytes);
+  plan->scratch.push_back(scratch_->acquire(my_bytes));
   std::byte* sum = plan->scratch.back().data();
   const DType dtype = tensor.dtype();
   // Summed aside and copied back: this rank's own chunk is one of the operands.
@@ -179,7 +180,7 @@ CommRequestPtr UcxCommunicator::do_reduce_scatter(const Tensor& send, const Tens
   for (int c = 0; c <= size(); ++c) bounds[c] = static_cast<std::size_t>(c) * recv.nbytes();
   UcxPhase reduce;
   const auto operands = scatter_for_sum(*plan, reduce, bytes_of(send), bounds, seq);
-  plan->scratch.emplace_back(recv.nbytes());
+  plan->scratch.push_back(scratch_->acquire(recv.nbytes()));
   std::byte* sum = plan->scratch.back().data();
   std::byte* out = bytes_of(recv);
   const std::size_t count = static_cast<std::size_t>(recv.numel());

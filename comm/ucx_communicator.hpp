@@ -52,7 +52,7 @@ class UcxCommunicator final : public Communicator {
   std::shared_ptr<UcxPlan> collective(const char* op, std::uint32_t& seq);
   std::uint64_t tag(int sender, bool p2p, int phase, std::uint32_t seq) const;
   // Adds to `phase` the sends of chunk p to each peer p and the receives of this rank's chunk
-  // from each peer into fresh scratch buffers; returns the rank-ordered operand list (this rank's
+  // from each peer into scratch buffers; returns the rank-ordered operand list (this rank's
   // own chunk in place) for sum_in_order.
   std::vector<const void*> scatter_for_sum(UcxPlan& plan, UcxPhase& phase, const std::byte* data,
                                            const std::vector<std::size_t>& chunk_begin,
@@ -63,6 +63,7 @@ class UcxCommunicator final : public Communicator {
   RankList world_ranks_;
   std::uint16_t id_;
   std::atomic<std::uint32_t> next_seq_{0};
+  std::shared_ptr<ScratchPool> scratch_;  // reduction staging, reused across operations
 };
 
 }  // namespace troupe

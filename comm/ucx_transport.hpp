@@ -30,6 +30,7 @@
 
 #include "comm/comm_request.hpp"
 #include "comm/rendezvous.hpp"
+#include "comm/scratch_pool.hpp"
 #include "memory/tensor.hpp"
 
 namespace troupe {
@@ -53,8 +54,8 @@ struct UcxPhase {
 struct UcxPlan {
   CommRequestPtr request;
   std::vector<UcxPhase> phases;
-  std::vector<Tensor> keep_alive;               // the caller's tensors, alive until the end
-  std::vector<std::vector<std::byte>> scratch;  // staging buffers the transfers point into
+  std::vector<Tensor> keep_alive;            // the caller's tensors, alive until the end
+  std::vector<ScratchPool::Buffer> scratch;  // staging buffers the transfers point into
 };
 
 struct UcxOptions {
