@@ -27,7 +27,7 @@ TEST_CASE("a given-back buffer is reused, the smallest one that fits first") {
   CHECK(fresh.data() != big);
 }
 
-TEST_CASE("a buffer given back from another thread is reused; buffers keep their pool alive") {
+TEST_CASE("a buffer given back from another thread is reused, and buffers keep their pool alive") {
   auto pool = ScratchPool::create();
   auto buffer = pool->acquire(64);
   std::byte* first = buffer.data();
