@@ -1,6 +1,8 @@
 // ScratchPool: best-fit reuse of the buffers given back, with a bound on what it keeps.
 #include "comm/scratch_pool.hpp"
 
+#include <algorithm>
+
 namespace troupe {
 
 namespace {
@@ -10,27 +12,31 @@ constexpr std::size_t max_free_buffers = 32;
 }  // namespace
 
 ScratchPool::Buffer::~Buffer() {
-  if (pool_) pool_->give_back(std::move(storage_));
+  if (pool_ && storage_.bytes) pool_->give_back(std::move(storage_));
 }
 
 ScratchPool::Buffer ScratchPool::acquire(std::size_t bytes) {
-  std::vector<std::byte> storage;
+  Storage storage;
   {
     std::lock_guard lock(mutex_);
     auto best = free_.end();
     for (auto it = free_.begin(); it != free_.end(); ++it) {
-      if (it->size() >= bytes && (best == free_.end() || it->size() < best->size())) best = it;
+      if (it->size >= bytes && (best == free_.end() || it->size < best->size)) best = it;
     }
     if (best != free_.end()) {
       storage = std::move(*best);
       free_.erase(best);
     }
   }
-  if (storage.size() < bytes) storage.resize(bytes);
+  if (storage.size < bytes) {
+    // Never zero-size, so that data() is a valid address even for empty chunks.
+    storage.size = std::max<std::size_t>(bytes, 1);
+    storage.bytes.reset(new std::byte[storage.size]);
+  }
   return Buffer(shared_from_this(), std::move(storage));
 }
 
-void ScratchPool::give_back(std::vector<std::byte> storage) {
+void ScratchPool::give_back(Storage storage) {
   std::lock_guard lock(mutex_);
   if (free_.size() < max_free_buffers) free_.push_back(std::move(storage));
 }

@@ -16,19 +16,25 @@ namespace troupe {
 
 class ScratchPool : public std::enable_shared_from_this<ScratchPool> {
  public:
+  // Uninitialised bytes: every user overwrites its staging before reading it.
+  struct Storage {
+    std::unique_ptr<std::byte[]> bytes;
+    std::size_t size = 0;
+  };
+
   // Owns its storage until destroyed, then gives it back to the pool (if the pool still exists).
   class Buffer {
    public:
-    Buffer(std::shared_ptr<ScratchPool> pool, std::vector<std::byte> storage)
+    Buffer(std::shared_ptr<ScratchPool> pool, Storage storage)
         : pool_(std::move(pool)), storage_(std::move(storage)) {}
     Buffer(Buffer&&) = default;
     Buffer& operator=(Buffer&&) = default;
     ~Buffer();
-    std::byte* data() { return storage_.data(); }
+    std::byte* data() { return storage_.bytes.get(); }
 
    private:
     std::shared_ptr<ScratchPool> pool_;
-    std::vector<std::byte> storage_;
+    Storage storage_;
   };
 
   // Pools live in shared_ptrs: buffers keep theirs alive.
@@ -40,10 +46,10 @@ class ScratchPool : public std::enable_shared_from_this<ScratchPool> {
 
  private:
   ScratchPool() = default;
-  void give_back(std::vector<std::byte> storage);
+  void give_back(Storage storage);
 
   std::mutex mutex_;
-  std::vector<std::vector<std::byte>> free_;
+  std::vector<Storage> free_;
 };
 
 }  // namespace troupe

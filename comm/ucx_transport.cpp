@@ -276,6 +276,9 @@ void UcxTransport::Impl::post_phase(Op& op) {
   while (!op.finished && op.outstanding == 0) {
     if (op.phase == op.plan->phases.size()) {
       op.finished = true;
+      // Staging goes back to its pool before the caller learns of the end, so that the caller's
+      // next operation reuses it instead of allocating (and page-faulting) fresh buffers.
+      op.plan->scratch.clear();
       op.plan->request->complete();
       return;
     }
