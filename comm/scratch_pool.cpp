@@ -6,8 +6,8 @@
 namespace troupe {
 
 namespace {
-// Enough for the staging of several collectives in flight on a group of a few ranks; more free
-// buffers than this are released rather than kept.
+// Enough for the staging of several collectives in flight on a group of a few ranks; beyond it
+// the smallest buffers are released.
 constexpr std::size_t max_free_buffers = 32;
 }  // namespace
 
@@ -38,7 +38,16 @@ ScratchPool::Buffer ScratchPool::acquire(std::size_t bytes) {
 
 void ScratchPool::give_back(Storage storage) {
   std::lock_guard lock(mutex_);
-  if (free_.size() < max_free_buffers) free_.push_back(std::move(storage));
+  if (free_.size() < max_free_buffers) {
+    free_.push_back(std::move(storage));
+    return;
+  }
+  // Full: keep the larger buffers, which serve every request the smaller ones could (a pool full
+  // of small buffers would make every large operation allocate afresh).
+  auto smallest =
+      std::min_element(free_.begin(), free_.end(),
+                       [](const Storage& a, const Storage& b) { return a.size < b.size; });
+  if (smallest->size < storage.size) *smallest = std::move(storage);
 }
 
 }  // namespace troupe

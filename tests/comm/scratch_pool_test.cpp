@@ -42,3 +42,17 @@ TEST_CASE("a buffer given back from another thread is reused, and buffers keep t
   { auto dropped = std::move(orphan); }
   CHECK(watch.expired());
 }
+
+TEST_CASE("a full pool keeps its largest buffers") {
+  auto pool = ScratchPool::create();
+  {
+    std::vector<ScratchPool::Buffer> small;
+    for (int i = 0; i < 40; ++i) small.push_back(pool->acquire(16));
+  }  // fills the pool with small buffers
+  std::byte* big = nullptr;
+  {
+    auto b = pool->acquire(1 << 20);
+    big = b.data();
+  }
+  CHECK(pool->acquire(1 << 20).data() == big);  // kept, in place of a small one
+}
