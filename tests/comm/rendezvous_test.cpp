@@ -64,6 +64,21 @@ TEST_CASE("a later set replaces a value and large values arrive whole") {
   CHECK(other.get("big") == big);
 }
 
+TEST_CASE("a client that starts before the master keeps trying until it is up") {
+  const std::uint16_t port = closed_port();
+  std::unique_ptr<RendezvousServer> server;
+  // The master comes up a little later, as rank 0 may; the test passes in either order, the delay
+  // only makes the retry path the likely one.
+  std::thread master([&] {
+    std::this_thread::sleep_for(300ms);
+    server = std::make_unique<RendezvousServer>("127.0.0.1", port);
+  });
+  RendezvousClient client("127.0.0.1", port, 10s);
+  master.join();
+  client.set("late", "fine");
+  CHECK(client.get("late") == "fine");
+}
+
 TEST_CASE("an unreachable master is reported within the timeout, naming the address") {
   const std::uint16_t port = closed_port();
   const auto start = std::chrono::steady_clock::now();
