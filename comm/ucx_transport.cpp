@@ -286,8 +286,10 @@ void UcxTransport::Impl::post_phase(Op& op) {
     if (!phase.sends.empty() || !phase.recvs.empty()) {
       // Count first: a transfer that fails to post may fail the op while others are pending.
       op.outstanding = phase.sends.size() + phase.recvs.size();
+      // Receives first, so that arriving messages find them posted instead of being staged as
+      // unexpected.
       for (int pass = 0; pass < 2; ++pass) {
-        const bool is_recv = pass == 1;
+        const bool is_recv = pass == 0;
         for (const UcxTransfer& t : is_recv ? phase.recvs : phase.sends) {
           op.in_flight.push_back({this, &op, nullptr, false, is_recv, t.peer, t.bytes});
           InFlight& record = op.in_flight.back();
