@@ -1,0 +1,70 @@
+// Rendezvous: the TCP key-value store ranks meet through before any communicator exists.
+//
+// Rank 0 runs a RendezvousServer at MASTER_ADDR:MASTER_PORT; every rank (rank 0 too) opens a
+// RendezvousClient to it and publishes what its peers need (UCX worker addresses now, NCCL unique
+// ids later) with set(), then reads theirs with get(), which waits until the key exists. Values are
+// opaque bytes. Keys are never deleted: a store lives for one job.
+//
+// Every blocking call gives up after the client's timeout (60 s unless told otherwise) with a
+// std::runtime_error naming the master's address, the key and the timeout, so a rank whose master
+// never came up, or whose peers died before publishing, fails instead of hanging.
+//
+// Wire format (one TCP connection per client, requests answered in order): a request is
+// op (1 byte: 's' set, 'g' get), key length and value length (4 bytes each, big-endian), key,
+// value; the answer is a 4-byte big-endian length and that many bytes (empty for set).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace troupe {
+
+class RendezvousServer {
+ public:
+  // Listens on host:port (port 0: a free port, see port()) and serves on its own thread until
+  // destroyed. Throws std::runtime_error naming the address when it cannot listen.
+  RendezvousServer(const std::string& host, std::uint16_t port);
+  ~RendezvousServer();
+  RendezvousServer(const RendezvousServer&) = delete;
+  RendezvousServer& operator=(const RendezvousServer&) = delete;
+
+  // The bound port (the one chosen when constructed with port 0).
+  std::uint16_t port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class RendezvousClient {
+ public:
+  static constexpr std::chrono::milliseconds default_timeout{60'000};
+
+  // Connects to the master, retrying until `timeout` passes (ranks may start before rank 0).
+  RendezvousClient(std::string host, std::uint16_t port,
+                   std::chrono::milliseconds timeout = default_timeout);
+  ~RendezvousClient();
+  RendezvousClient(const RendezvousClient&) = delete;
+  RendezvousClient& operator=(const RendezvousClient&) = delete;
+
+  void set(const std::string& key, const std::string& value);
+  // Waits until some client has set `key`, up to the timeout.
+  std::string get(const std::string& key);
+
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  // "host:port", for messages.
+  std::string address() const;
+
+ private:
+  std::string request(char op, const std::string& key, const std::string& value);
+
+  struct Impl;
+  std::string host_;
+  std::uint16_t port_;
+  std::chrono::milliseconds timeout_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace troupe
