@@ -8,6 +8,8 @@
 #include <caf/all.hpp>
 
 #include "actors/readiness_gate.hpp"
+#include "comm/local_communicator.hpp"
+#include "kernels/ops/reduce.hpp"
 
 namespace troupe {
 namespace {
@@ -29,6 +31,16 @@ struct Request {
   bool complete = false;  // may be issued when the schedule reaches it
 };
 
+// A gradient reduction in flight: its collectives by token, and whom to answer.
+struct Reduction {
+  caf::typed_response_promise<gradients_reduced> promise;
+  std::int64_t step = 0;
+  std::vector<TensorHandle> buffers;
+  float scale = 1.0f;
+  std::size_t unfinished = 0;
+  std::string error;  // the first failure
+};
+
 struct CommState {
   CommActorSpec spec;
   ActorContext ctx;
@@ -39,6 +51,10 @@ struct CommState {
   std::vector<CollectiveSlot> schedule;
   std::size_t next = 0;
   std::map<SlotKey, Request> requests;
+  // Gradient reductions: collective token → reduction id; reductions by id.
+  std::uint64_t next_token = 0;
+  std::map<std::uint64_t, std::uint64_t> reduction_of_token;
+  std::map<std::uint64_t, Reduction> reductions;
 
   bool round_open() const { return next < schedule.size(); }
 };
@@ -125,12 +141,67 @@ void pump(Self self) {
   }
 }
 
+// Issues one all_reduce per buffer of `msg` on the group's communicator; each request's completion
+// comes back as collective_finished from the backend's thread.
+void start_reduction(Self self, const reduce_gradients& msg,
+                     caf::typed_response_promise<gradients_reduced> promise) {
+  auto& st = self->state;
+  const std::uint64_t id = st.next_token;
+  auto& r = st.reductions[id];
+  r.promise = std::move(promise);
+  r.step = msg.step;
+  r.buffers = msg.buffers;
+  r.scale = msg.scale;
+  r.unfinished = msg.buffers.size();
+  if (msg.buffers.empty()) {
+    r.promise.deliver(gradients_reduced{msg.step});
+    st.reductions.erase(id);
+    return;
+  }
+  // A group of one moves no bytes: only a real exchange is traced as communication.
+  auto span =
+      st.ctx.span("all_reduce_gradients", st.spec.communicator->size() > 1 ? "comm" : "compute");
+  for (const auto& buffer : msg.buffers) {
+    const std::uint64_t token = st.next_token++;
+    st.reduction_of_token[token] = id;
+    const CommRequestPtr request = st.spec.communicator->all_reduce(buffer.tensor());
+    request->on_finish(
+        [target = caf::actor_cast<comm_actor>(self), token](const CommRequest& done) {
+          caf::anon_send(target, collective_finished{token, done.failed(), done.error()});
+        });
+  }
+}
+
+void finish_collective(Self self, const collective_finished& msg) {
+  auto& st = self->state;
+  auto token = st.reduction_of_token.find(msg.token);
+  if (token == st.reduction_of_token.end())
+    throw std::logic_error(st.ctx.track + ": completion of unknown collective " +
+                           std::to_string(msg.token));
+  const std::uint64_t id = token->second;
+  st.reduction_of_token.erase(token);
+  auto& r = st.reductions.at(id);
+  if (msg.failed && r.error.empty()) r.error = msg.error;
+  if (--r.unfinished > 0) return;
+  if (!r.error.empty()) {
+    r.promise.deliver(caf::make_error(caf::sec::runtime_error,
+                                      st.ctx.track + ": gradient reduction of step " +
+                                          std::to_string(r.step) + " failed: " + r.error));
+  } else {
+    if (r.scale != 1.0f)
+      for (const auto& buffer : r.buffers) ops::scale(cpu_context(), buffer.tensor(), r.scale);
+    r.promise.deliver(gradients_reduced{r.step});
+  }
+  st.reductions.erase(id);
+}
+
 comm_actor::behavior_type comm_behavior(Self self, CommActorSpec spec, ActorContext ctx,
                                         IssueObserver observer) {
   auto& st = self->state;
   st.spec = std::move(spec);
   st.ctx = std::move(ctx);
   st.observer = std::move(observer);
+  if (!st.spec.communicator) st.spec.communicator = std::make_shared<LocalCommunicator>();
   st.readiness.set_source(st.ctx.completion);
   return {
       [self](const comm_dispatch& msg) {
@@ -180,6 +251,16 @@ comm_actor::behavior_type comm_behavior(Self self, CommActorSpec spec, ActorCont
           pump(self);
         });
       },
+      [self](const reduce_gradients& msg) -> caf::typed_response_promise<gradients_reduced> {
+        auto& st = self->state;
+        st.ctx.received(msg.stamp, "reduce_gradients", -1, 0);
+        auto promise = self->make_response_promise<gradients_reduced>();
+        // The buffers are the step's finished gradients; the collective may start once they are.
+        st.readiness.consume(self, msg.buffers,
+                             [self, msg, promise] { start_reduction(self, msg, promise); });
+        return promise;
+      },
+      [self](const collective_finished& msg) { finish_collective(self, msg); },
       [self](const handle_ready&) { self->state.readiness.resume(self); },
   };
 }

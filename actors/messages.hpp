@@ -235,6 +235,30 @@ struct set_position {
 // ---- optimizer
 // -----------------------------------------------------------------------------------
 
+// Trainer → the comm actor of a gradient group's communicator, once the step's gradients are
+// complete: sum each buffer over the group, in rank order and in place, then multiply it by
+// `scale`. Non-expert gradients are reduced over the data-parallel group and expert gradients over
+// the expert-data-parallel group, both with scale = 1 / data-parallel size, so that gradients do
+// not depend on ep_size (MOE-SPEC). Reply: gradients_reduced, or an error naming the failed
+// collective (a dead peer).
+struct reduce_gradients {
+  std::int64_t step = 0;
+  std::vector<TensorHandle> buffers;  // the group's flat gradient buffer (or its buckets)
+  float scale = 1.0f;
+  TraceStamp stamp;
+};
+struct gradients_reduced {
+  std::int64_t step = 0;
+};
+
+// Communicator → comm actor (sent from the backend's progress thread): collective `token` has
+// finished, or failed with `error`.
+struct collective_finished {
+  std::uint64_t token = 0;
+  bool failed = false;
+  std::string error;
+};
+
 // Trainer → optimizer partition, before optimizer_step and only when clipping needs the global
 // norm first: the step's gradients are complete; `gradients` holds one handle, the partition's
 // range of its group's flat gradient buffer. Reply: Σ g² of each norm chunk, in order
@@ -378,6 +402,9 @@ TROUPE_INSPECT(next_batches, x.count, x.evaluation)
 TROUPE_INSPECT(batches_reply, x.batches, x.epoch, x.epoch_finished)
 TROUPE_INSPECT(data_position, x.epoch, x.index)
 TROUPE_INSPECT(set_position, x.position)
+TROUPE_INSPECT(reduce_gradients, x.step, x.buffers, x.scale, x.stamp)
+TROUPE_INSPECT(gradients_reduced, x.step)
+TROUPE_INSPECT(collective_finished, x.token, x.failed, x.error)
 TROUPE_INSPECT(gradient_bucket, x.step, x.gradients, x.stamp)
 TROUPE_INSPECT(grad_norm_reply, x.partition, x.chunk_squared_norms)
 TROUPE_INSPECT(optimizer_step, x.step, x.lr, x.grad_scale, x.gradients, x.stamp)
@@ -436,6 +463,9 @@ CAF_ADD_TYPE_ID(troupe, (troupe::rewind_eval))
 CAF_ADD_TYPE_ID(troupe, (troupe::data_position))
 CAF_ADD_TYPE_ID(troupe, (troupe::get_position))
 CAF_ADD_TYPE_ID(troupe, (troupe::set_position))
+CAF_ADD_TYPE_ID(troupe, (troupe::reduce_gradients))
+CAF_ADD_TYPE_ID(troupe, (troupe::gradients_reduced))
+CAF_ADD_TYPE_ID(troupe, (troupe::collective_finished))
 CAF_ADD_TYPE_ID(troupe, (troupe::gradient_bucket))
 CAF_ADD_TYPE_ID(troupe, (troupe::grad_norm_reply))
 CAF_ADD_TYPE_ID(troupe, (troupe::optimizer_step))

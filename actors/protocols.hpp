@@ -48,9 +48,13 @@ using gate_actor =
     pipeline_stage_actor::extend<caf::reacts_to<pipeline_links>, caf::reacts_to<comm_combined>,
                                  caf::reacts_to<handle_ready>>;
 
-// Comm actor (actors/comm_actor.hpp): gates → comm_dispatch; expert shards → expert_output.
-using comm_actor = caf::typed_actor<caf::reacts_to<comm_dispatch>, caf::reacts_to<expert_output>,
-                                    caf::reacts_to<handle_ready>>;
+// Comm actor (actors/comm_actor.hpp), one per communicator: gates → comm_dispatch; expert
+// shards → expert_output; trainer → reduce_gradients → gradients_reduced; its communicator's
+// progress thread → collective_finished.
+using comm_actor =
+    caf::typed_actor<caf::reacts_to<comm_dispatch>, caf::reacts_to<expert_output>,
+                     caf::replies_to<reduce_gradients>::with<gradients_reduced>,
+                     caf::reacts_to<collective_finished>, caf::reacts_to<handle_ready>>;
 
 // Expert shard (actors/expert_shard_actor.hpp): comm actor → expert_forward / expert_backward,
 // each answered by an expert_output message sent to the comm actor.

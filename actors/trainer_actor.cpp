@@ -93,6 +93,7 @@ void ask_all_partitions(Self self, Make make, Done done) {
 
 void train_step(Self self);
 void run_training_step(Self self, batches_reply reply);
+void optimize_reduced(Self self, step_result result);
 
 // Streams the evaluation split through the scheduler; `max_batches` = 0 means the whole split.
 void evaluate(Self self, std::int64_t max_batches, std::function<void(const EvalTotals&)> done) {
@@ -316,7 +317,33 @@ void apply_optimizer(Self self, step_result result, float scale) {
       });
 }
 
+// Sums the step's gradients over their data-parallel groups (one request to each group's comm
+// actor, all at once), then calls `then`.
+template <class Then>
+void reduce_gradients_then(Self self, Then then) {
+  auto& st = self->state;
+  const auto& reductions = st.links.gradient_reductions;
+  if (reductions.empty()) {
+    then();
+    return;
+  }
+  auto remaining = std::make_shared<std::size_t>(reductions.size());
+  for (const auto& r : reductions) {
+    self->request(r.actor, caf::infinite,
+                  reduce_gradients{st.step + 1, r.buffers, r.scale, st.ctx.stamp()})
+        .then(
+            [remaining, then](gradients_reduced&) {
+              if (--*remaining == 0) then();
+            },
+            [self](caf::error& err) { fail(self, err); });
+  }
+}
+
 void optimize(Self self, step_result result) {
+  reduce_gradients_then(self, [self, result] { optimize_reduced(self, result); });
+}
+
+void optimize_reduced(Self self, step_result result) {
   auto& st = self->state;
   if (st.opt.gradient_clipping <= 0.0f) {
     apply_optimizer(self, std::move(result), 1.0f);  // one round trip

@@ -44,6 +44,14 @@ struct TrainerOptions {
   bool language_model = false;           // report bits per character next to the loss
 };
 
+// One gradient group's reduction over its data-parallel group: the comm actor of the group's
+// communicator, the group's flat gradient buffer, and the scale (1 / data-parallel size).
+struct GradientReduction {
+  comm_actor actor;
+  std::vector<TensorHandle> buffers;
+  float scale = 1.0f;
+};
+
 struct TrainerLinks {
   data_actor data;
   pipeline_actor scheduler;
@@ -51,6 +59,9 @@ struct TrainerLinks {
   // Per partition: views of the gradients it owns (its bucket; with data parallelism, the
   // reduce-scattered shard lands here).
   std::vector<std::vector<TensorHandle>> gradient_buckets;
+  // Reduced before the optimizer sees the gradients (ActorRuntime::gradient_reductions()); empty:
+  // the gradients are used as the pipeline left them.
+  std::vector<GradientReduction> gradient_reductions;
 };
 
 trainer_actor spawn_trainer_actor(caf::actor_system& system, std::shared_ptr<Model> model,

@@ -55,7 +55,7 @@ struct Config {
 using Data = std::vector<std::vector<Batch>>;  // [step][micro-batch]
 
 std::shared_ptr<Model> make_model() {
-  LeNetMoEConfig c;  // 1×28×28, 10 classes, fc3 width 84
+  LeNetMoEConfig c;     // 1×28×28, 10 classes, fc3 width 84
   c.conv1_padding = 2;  // as the main job (configs/fashion_mnist_moe.json)
   c.moe.num_experts = 8;
   c.moe.k = 2;
@@ -115,6 +115,7 @@ struct DriverState {
   pipeline_actor pipeline;
   std::vector<optimizer_partition_actor> partitions;
   std::vector<std::vector<TensorHandle>> buckets;
+  std::vector<GradientReduction> reductions;
   const Data* data = nullptr;
   std::int64_t warmup = 0;
   std::size_t step = 0;
@@ -134,21 +135,35 @@ void drive_step(caf::stateful_actor<DriverState>* self) {
   for (const auto& b : (*st.data)[st.step])
     request.micro_batches.push_back(batch_data{TensorHandle(b.inputs), TensorHandle(b.targets)});
   auto fail = [self](caf::error& e) { self->state.done.deliver(std::move(e)); };
+  // The optimizer phase as the trainer runs it: the gradient groups' reductions, then the
+  // partitions' updates.
+  auto update = [self, step, fail] {
+    auto& st = self->state;
+    auto remaining = std::make_shared<std::size_t>(st.partitions.size());
+    for (std::size_t i = 0; i < st.partitions.size(); ++i)
+      self->request(st.partitions[i], caf::infinite,
+                    optimizer_step{step, 1e-3f, 1.0f, st.buckets[i], {}})
+          .then(
+              [self, remaining](const optimizer_done&) {
+                if (--*remaining > 0) return;
+                ++self->state.step;
+                drive_step(self);
+              },
+              fail);
+  };
   self->request(st.pipeline, caf::infinite, std::move(request))
       .then(
-          [self, step, fail](const step_result&) {
+          [self, step, fail, update](const step_result&) {
             auto& st = self->state;
-            auto remaining = std::make_shared<std::size_t>(st.partitions.size());
-            for (std::size_t i = 0; i < st.partitions.size(); ++i)
-              self->request(st.partitions[i], caf::infinite,
-                            optimizer_step{step, 1e-3f, 1.0f, st.buckets[i], {}})
+            auto remaining = std::make_shared<std::size_t>(st.reductions.size());
+            for (const auto& r : st.reductions)
+              self->request(r.actor, caf::infinite, reduce_gradients{step, r.buffers, r.scale, {}})
                   .then(
-                      [self, remaining](const optimizer_done&) {
-                        if (--*remaining > 0) return;
-                        ++self->state.step;
-                        drive_step(self);
+                      [remaining, update](const gradients_reduced&) {
+                        if (--*remaining == 0) update();
                       },
                       fail);
+            if (st.reductions.empty()) update();
           },
           fail);
 }
@@ -190,6 +205,7 @@ double run_actors(const Data& data, const Config& config, std::int64_t warmup,
     init.pipeline = runtime.pipeline();
     init.partitions = runtime.optimizer_partitions();
     init.buckets = runtime.gradient_buckets();
+    init.reductions = runtime.gradient_reductions();
     init.data = &data;
     init.warmup = warmup;
     auto drive = system.spawn(driver, std::move(init));
@@ -267,9 +283,9 @@ int main(int argc, char** argv) {
       "message, 2 workers, sharing) = %.1f us\n",
       static_cast<long long>(opt.steps), static_cast<long long>(opt.warmup),
       static_cast<long long>(opt.runs), hop_us);
-  std::printf("%-14s %6s %9s %14s %14s %14s %9s %9s %14s\n", "micro-batches", "depth",
-              "replicas", "seq ms (2 BLAS)", "seq ms (1 BLAS)", "actors ms", "speed-up",
-              "vs best", "messages/step");
+  std::printf("%-14s %6s %9s %14s %14s %14s %9s %9s %14s\n", "micro-batches", "depth", "replicas",
+              "seq ms (2 BLAS)", "seq ms (1 BLAS)", "actors ms", "speed-up", "vs best",
+              "messages/step");
   for (const auto& config : configs) {
     const auto data = make_data(config, opt.warmup + opt.steps);
     // The reference for bit-identity: the sequential executor with the actors' single BLAS thread

@@ -5,9 +5,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <stdexcept>
+#include <string_view>
 
 #include "memory/crash_point.hpp"
 #include "memory/file_util.hpp"
@@ -19,9 +19,31 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::regex kStepFile(R"(step_(\d{8,})\.safetensors)");
-// write_atomically's temporary names: TARGET.tmp.PID.N
-const std::regex kTemporary(R"((step_\d{8,}\.safetensors|latest)\.tmp\.\d+\.\d+)");
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// "step_NNNNNNNN.safetensors" (8 or more digits) → its step; -1 for any other name.
+std::int64_t step_of_file_name(std::string_view name) {
+  constexpr std::string_view prefix = "step_", suffix = ".safetensors";
+  if (name.size() < prefix.size() + 8 + suffix.size() || name.substr(0, prefix.size()) != prefix ||
+      name.substr(name.size() - suffix.size()) != suffix)
+    return -1;
+  const auto digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  return all_digits(digits) ? std::stoll(std::string(digits)) : -1;
+}
+
+// write_atomically's temporary names: TARGET.tmp.PID.N for a step file or `latest`.
+bool is_temporary_file_name(std::string_view name) {
+  const auto tmp = name.find(".tmp.");
+  if (tmp == std::string_view::npos) return false;
+  const auto target = name.substr(0, tmp);
+  if (target != "latest" && step_of_file_name(target) < 0) return false;
+  const auto rest = name.substr(tmp + 5);  // PID.N
+  const auto dot = rest.find('.');
+  return dot != std::string_view::npos && all_digits(rest.substr(0, dot)) &&
+         all_digits(rest.substr(dot + 1));
+}
 
 std::string join(const std::vector<std::string>& parts) {
   std::string out;
@@ -43,9 +65,8 @@ std::vector<CheckpointFile> list_checkpoint_files(const std::string& dir) {
   if (!fs::is_directory(dir, ec)) return out;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
-    std::smatch match;
-    if (entry.is_regular_file() && std::regex_match(name, match, kStepFile))
-      out.push_back({entry.path().string(), name, std::stoll(match[1].str())});
+    const std::int64_t step = step_of_file_name(name);
+    if (entry.is_regular_file() && step >= 0) out.push_back({entry.path().string(), name, step});
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
   return out;
@@ -99,7 +120,7 @@ ClaimResult claim_checkpoint_dir(const std::string& dir, const std::string& run_
   if (!fs::is_directory(dir, ec)) return result;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
-    if (entry.is_regular_file() && std::regex_match(name, kTemporary)) {
+    if (entry.is_regular_file() && is_temporary_file_name(name)) {
       fs::remove(entry.path());
       result.removed_temporaries.push_back(name);
     }

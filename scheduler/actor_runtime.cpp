@@ -42,7 +42,7 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
 
   // Stages and gates, then the links between them.
   // Parameters move into their groups' flat buffers first: replicas must view the final storage.
-  flatten_parameter_groups(model_->parameters());
+  const FlatParameterGroups groups = flatten_parameter_groups(model_->parameters());
   std::vector<stage_actor> stages;
   std::vector<gate_actor> gates;
   if (options.stage_replicas < 1)
@@ -136,6 +136,22 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
   }
   for (const auto& p : partition_actors_) keep(p);
   keep(pipeline_);
+
+  // Gradient reduction: a comm actor per group's communicator (DeepSpeed averages both groups
+  // over the whole data-parallel size, so gradients do not depend on ep_size).
+  const int data_parallel_size = options.data_parallel ? options.data_parallel->size() : 1;
+  const auto reduction = [&](const ParameterGroupBuffers& group,
+                             std::shared_ptr<Communicator> communicator, const char* track) {
+    if (group.numel() == 0) return;
+    CommActorSpec spec;
+    spec.communicator = std::move(communicator);
+    const comm_actor actor = spawn_comm_actor(system_, std::move(spec), context(track));
+    keep(actor);
+    reductions_.push_back(GradientReduction{
+        actor, {TensorHandle(group.grads)}, 1.0f / static_cast<float>(data_parallel_size)});
+  };
+  reduction(groups.non_expert, options.data_parallel, "comm.dp");
+  reduction(groups.expert, options.expert_data_parallel, "comm.edp");
 }
 
 std::vector<std::vector<TensorHandle>> ActorRuntime::gradient_buckets() const {
@@ -153,6 +169,7 @@ void ActorRuntime::shutdown() {
   pipeline_ = nullptr;
   comm_ = nullptr;
   shards_.clear();
+  reductions_.clear();
 }
 
 ActorRuntime::~ActorRuntime() {

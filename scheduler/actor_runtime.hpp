@@ -5,8 +5,8 @@
 //   ZeRO-Offload the offload manager.
 //
 // Callers (the trainer, tests, embedding programs) talk to it through messages only, over typed
-// handles (actors/protocols.hpp): run_step → step_result at pipeline(), gradient_bucket /
-// optimizer_step at the partitions.
+// handles (actors/protocols.hpp): run_step → step_result at pipeline(), reduce_gradients at the
+// gradient groups' comm actors, gradient_bucket / optimizer_step at the partitions.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +18,7 @@
 #include "actors/actor_context.hpp"
 #include "actors/comm_actor.hpp"
 #include "actors/protocols.hpp"
+#include "actors/trainer_actor.hpp"
 #include "kernels/op_params.hpp"
 #include "models/model.hpp"
 #include "models/optimizer_partition.hpp"
@@ -36,6 +37,11 @@ struct RuntimeOptions {
   // Delivers handle_ready for handles not ready on arrival; null: the process-wide poller.
   std::shared_ptr<CompletionSource> completion;
   IssueObserver comm_observer;  // tests: sees every collective the comm actor issues, in order
+  // This process's communicators (comm/communicator.hpp); null: this process alone (local).
+  // Non-expert gradients are reduced over data_parallel, expert gradients over
+  // expert_data_parallel; both are scaled by 1 / data_parallel's size.
+  std::shared_ptr<Communicator> data_parallel;
+  std::shared_ptr<Communicator> expert_data_parallel;
 };
 
 // Splits `local_experts` into `shards` contiguous ranges of nearly equal size; throws
@@ -59,6 +65,8 @@ class ActorRuntime {
   const std::vector<std::shared_ptr<OptimizerPartition>>& partitions() const { return partitions_; }
   // Per partition, handles to the gradient slices it owns.
   std::vector<std::vector<TensorHandle>> gradient_buckets() const;
+  // The gradient groups' reductions the trainer asks for after each step's backward pass.
+  const std::vector<GradientReduction>& gradient_reductions() const { return reductions_; }
   // The expert shard actors, layer by layer (tests hold them under the test coordinator).
   const std::vector<expert_shard_actor>& expert_shards() const { return shards_; }
   // Every actor the runtime spawned, whatever its interface: references that keep them alive, for
@@ -76,6 +84,7 @@ class ActorRuntime {
   pipeline_actor pipeline_;
   comm_actor comm_;  // the expert-parallel group's comm actor (none without MoE layers)
   std::vector<expert_shard_actor> shards_;
+  std::vector<GradientReduction> reductions_;
   std::vector<caf::strong_actor_ptr> all_;
 };
 

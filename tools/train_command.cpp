@@ -197,7 +197,7 @@ int train(RunConfig config, const TrainCommand& command) {
   }
 
   TrainerLinks links{data_actor, runtime.pipeline(), runtime.optimizer_partitions(),
-                     runtime.gradient_buckets()};
+                     runtime.gradient_buckets(), runtime.gradient_reductions()};
   auto trainer = spawn_trainer_actor(system, setup.model, to, links, {"trainer", recorder});
   spdlog::info(
       "training: {} steps of {} samples ({} micro-batches of {}), {} steps per epoch, "

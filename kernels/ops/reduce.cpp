@@ -20,6 +20,16 @@ double squared_l2_norm(const ExecContext& ctx, const Tensor& x) {
   throw std::logic_error("squared_l2_norm: unhandled backend");
 }
 
+void scale(const ExecContext& ctx, const Tensor& x, float factor) {
+  constexpr const char* op = "scale";
+  detail::check(ctx, op, "x", x, x.dtype());
+  switch (detail::backend(ctx, op, x.dtype())) {
+    case Backend::cpu_f32:
+      cpu::scale(x.data<float>(), factor, x.numel());
+      return;
+  }
+}
+
 void axpy(const ExecContext& ctx, float alpha, const Tensor& x, const Tensor& y) {
   constexpr const char* op = "axpy";
   detail::check(ctx, op, "y", y, y.dtype());

@@ -9,6 +9,8 @@ namespace troupe::ops {
 
 // Σ x², the gradient-clipping norm's building block.
 double squared_l2_norm(const ExecContext& ctx, const Tensor& x);
+// x *= factor, in place.
+void scale(const ExecContext& ctx, const Tensor& x, float factor);
 // y += alpha · x (same element count).
 void axpy(const ExecContext& ctx, float alpha, const Tensor& x, const Tensor& y);
 // out = a + b (same shapes; out overwritten).

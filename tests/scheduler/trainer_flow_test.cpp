@@ -124,7 +124,7 @@ Run run_trainer(std::shared_ptr<const Dataset> train, std::shared_ptr<const Data
     to.metrics_file = dir.file("metrics.jsonl");
     to.language_model = true;
     TrainerLinks links{data_actor, runtime.pipeline(), runtime.optimizer_partitions(),
-                       runtime.gradient_buckets()};
+                       runtime.gradient_buckets(), runtime.gradient_reductions()};
     auto trainer = spawn_trainer_actor(system, model, to, links, {"trainer", nullptr, nullptr});
 
     caf::scoped_actor self{system};
