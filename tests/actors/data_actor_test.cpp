@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "actors/data_actor.hpp"
-#include "actors/deterministic_actors.hpp"
+#include "test_util/deterministic_system.hpp"
 
 using namespace troupe;
 
@@ -84,12 +84,12 @@ struct Served {
 };
 
 struct Fixture {
-  testing::DeterministicActors actors;
+  test::DeterministicSystem actors;
   std::shared_ptr<const Dataset> train = std::make_shared<IotaDataset>(kTrainSamples);
   std::shared_ptr<const Dataset> eval = std::make_shared<IotaDataset>(kEvalSamples);
 
   data_actor spawn(DataActorOptions o) {
-    return spawn_data_actor(actors.system(), train, eval, o, ActorContext{"data", nullptr});
+    return spawn_data_actor(actors.system, train, eval, o, ActorContext{"data", nullptr});
   }
 
   // Asks `data` for `count` batches; returns each batch with its reply's epoch / finished flag.

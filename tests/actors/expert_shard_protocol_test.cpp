@@ -7,10 +7,10 @@
 #include <cstring>
 #include <random>
 
-#include "actors/deterministic_actors.hpp"
 #include "actors/expert_shard_actor.hpp"
 #include "models/lenet_moe.hpp"
 #include "models/moe/moe_layer.hpp"
+#include "test_util/deterministic_system.hpp"
 
 using namespace troupe;
 
@@ -39,7 +39,7 @@ bool same_bits(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 TEST_CASE("expert shard: forward and backward answer with the experts' exact results") {
-  testing::DeterministicActors actors;
+  test::DeterministicSystem actors;
   auto model = small_model();
   auto reference = small_model();  // same seed: the same expert weights
   Experts& direct = reference->moe_layer(0).experts();
@@ -48,15 +48,15 @@ TEST_CASE("expert shard: forward and backward answer with the experts' exact res
   // The second shard of a layer: local experts [1, 3), offsets relative to the shard.
   const ExpertShardSpec spec{0, 1, 1, 3};
   const expert_shard_actor shard =
-      spawn_expert_shard_actor(actors.system(), model, spec, ActorContext{"shard", nullptr});
-  caf::scoped_actor self{actors.system()};
+      spawn_expert_shard_actor(actors.system, model, spec, ActorContext{"shard", nullptr});
+  caf::scoped_actor self{actors.system};
   const auto none = caf::after(std::chrono::seconds(0)) >> [] { FAIL("no expert_output"); };
 
   const std::vector<std::int64_t> offsets{0, 3, 5};  // 3 rows for expert 1, 2 for expert 2
   const Tensor rows = random_rows(5, d, 7);
   const MicroBatchKey key{2, 0};
   self->send(shard, expert_forward{key, true, TensorHandle(rows), offsets, {}});
-  actors.scheduler().run();
+  actors.sched.run();
   ExpertActivations saved;
   const Tensor expected_out = direct.forward(1, 3, rows, offsets, saved);
   self->receive(
@@ -71,7 +71,7 @@ TEST_CASE("expert shard: forward and backward answer with the experts' exact res
 
   const Tensor grad_out = random_rows(5, d, 8);
   self->send(shard, expert_backward{key, TensorHandle(grad_out), {}});
-  actors.scheduler().run();
+  actors.sched.run();
   const Tensor expected_grad = direct.backward(1, 3, grad_out, saved);
   self->receive(
       [&](const expert_output& out) {

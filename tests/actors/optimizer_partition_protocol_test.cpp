@@ -9,9 +9,9 @@
 #include <cstring>
 #include <random>
 
-#include "actors/deterministic_actors.hpp"
 #include "actors/offload_manager_actor.hpp"
 #include "actors/optimizer_partition_actor.hpp"
+#include "test_util/deterministic_system.hpp"
 
 using namespace troupe;
 
@@ -54,10 +54,10 @@ AdamParams adam() {
 }  // namespace
 
 TEST_CASE("optimizer partition: gradient_bucket is answered with each chunk's squared norm") {
-  testing::DeterministicActors actors;
+  test::DeterministicSystem actors;
   OnePartition mine;
   const optimizer_partition_actor partition = spawn_optimizer_partition_actor(
-      actors.system(), mine.partition, adam(), {}, ActorContext{"optimizer", nullptr});
+      actors.system, mine.partition, adam(), {}, ActorContext{"optimizer", nullptr});
 
   const Tensor before = mine.partition->grads().clone();
   std::vector<double> norms;
@@ -81,14 +81,14 @@ TEST_CASE("optimizer partition: gradient_bucket is answered with each chunk's sq
 TEST_CASE("optimizer partition: optimizer_step applies the partition's Adam step and reports") {
   const bool offload = GENERATE(false, true);
   INFO((offload ? "with ZeRO-Offload" : "without offload"));
-  testing::DeterministicActors actors;
+  test::DeterministicSystem actors;
   OnePartition mine, reference;
   offload_manager_actor manager;
   if (offload)
-    manager = spawn_offload_manager_actor(actors.system(), {mine.partition}, adam(),
+    manager = spawn_offload_manager_actor(actors.system, {mine.partition}, adam(),
                                           ActorContext{"offload_manager", nullptr});
   const optimizer_partition_actor partition = spawn_optimizer_partition_actor(
-      actors.system(), mine.partition, adam(), manager, ActorContext{"optimizer", nullptr});
+      actors.system, mine.partition, adam(), manager, ActorContext{"optimizer", nullptr});
 
   constexpr float kLr = 0.01f, kScale = 0.5f;
   const Tensor initial = mine.partition->values().clone();
