@@ -10,6 +10,7 @@
 #include "actors/expert_shard_actor.hpp"
 #include "models/lenet_moe.hpp"
 #include "models/moe/moe_layer.hpp"
+#include "models/moe_test_util.hpp"
 #include "test_util/deterministic_system.hpp"
 
 using namespace troupe;
@@ -22,14 +23,6 @@ std::shared_ptr<LeNetMoE> small_model() {
   c.moe.num_experts = 3;
   c.init_seed = 5;
   return std::make_shared<LeNetMoE>(c);
-}
-
-Tensor random_rows(std::int64_t rows, std::int64_t width, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n(0.0f, 1.0f);
-  Tensor t = Tensor::empty({rows, width});
-  for (std::int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = n(rng);
-  return t;
 }
 
 bool same_bits(const Tensor& a, const Tensor& b) {
@@ -53,7 +46,7 @@ TEST_CASE("expert shard: forward and backward answer with the experts' exact res
   const auto none = caf::after(std::chrono::seconds(0)) >> [] { FAIL("no expert_output"); };
 
   const std::vector<std::int64_t> offsets{0, 3, 5};  // 3 rows for expert 1, 2 for expert 2
-  const Tensor rows = random_rows(5, d, 7);
+  const Tensor rows = test::random_tensor({5, d}, 7);
   const MicroBatchKey key{2, 0};
   self->send(shard, expert_forward{key, true, TensorHandle(rows), offsets, {}});
   actors.sched.run();
@@ -69,7 +62,7 @@ TEST_CASE("expert shard: forward and backward answer with the experts' exact res
       },
       none);
 
-  const Tensor grad_out = random_rows(5, d, 8);
+  const Tensor grad_out = test::random_tensor({5, d}, 8);
   self->send(shard, expert_backward{key, TensorHandle(grad_out), {}});
   actors.sched.run();
   const Tensor expected_grad = direct.backward(1, 3, grad_out, saved);

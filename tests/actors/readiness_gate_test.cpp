@@ -6,28 +6,15 @@
 // until the test completes the event and drives the completion source.
 #include <catch2/catch.hpp>
 
-#include <random>
-
 #include <caf/all.hpp>
 
 #include "actors/expert_shard_actor.hpp"
 #include "models/lenet_moe.hpp"
 #include "models/moe/moe_layer.hpp"
+#include "models/moe_test_util.hpp"
 #include "test_util/deterministic_system.hpp"
 
 using namespace troupe;
-
-namespace {
-
-Tensor random_rows(std::int64_t rows, std::int64_t width, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n(0.0f, 1.0f);
-  Tensor t = Tensor::empty({rows, width});
-  for (std::int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = n(rng);
-  return t;
-}
-
-}  // namespace
 
 TEST_CASE("a deferred gradient holds back the sender's later messages, then both run in order") {
   test::DeterministicSystem deterministic;
@@ -48,20 +35,23 @@ TEST_CASE("a deferred gradient holds back the sender's later messages, then both
   caf::scoped_actor self{system};
   const std::vector<std::int64_t> offsets{0, 2, 3};  // 2 rows for expert 0, 1 for expert 1
   for (std::int64_t m = 0; m < 2; ++m)
-    self->send(
-        shard,
-        expert_forward{
-            MicroBatchKey{1, m}, true, TensorHandle(random_rows(3, d, 10 + m)), offsets, {}});
+    self->send(shard, expert_forward{MicroBatchKey{1, m},
+                                     true,
+                                     TensorHandle(test::random_tensor({3, d}, 10 + m)),
+                                     offsets,
+                                     {}});
   sched.run();
   const auto missing = caf::after(std::chrono::seconds(0)) >> [] { FAIL("no expert_output"); };
   for (int i = 0; i < 2; ++i)
     self->receive([](const expert_output& out) { CHECK_FALSE(out.backward); }, missing);
 
   auto pending = std::make_shared<ManualEvent>("gradient of micro-batch 0");
-  self->send(shard, expert_backward{MicroBatchKey{1, 0},
-                                    TensorHandle(random_rows(3, d, 20), Readiness::after(pending)),
-                                    {}});
-  self->send(shard, expert_backward{MicroBatchKey{1, 1}, TensorHandle(random_rows(3, d, 21)), {}});
+  self->send(shard, expert_backward{
+                        MicroBatchKey{1, 0},
+                        TensorHandle(test::random_tensor({3, d}, 20), Readiness::after(pending)),
+                        {}});
+  self->send(shard, expert_backward{
+                        MicroBatchKey{1, 1}, TensorHandle(test::random_tensor({3, d}, 21)), {}});
   sched.run();
   CHECK(source->watching() == 1);
   bool early = false;
