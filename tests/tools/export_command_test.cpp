@@ -76,7 +76,7 @@ TEST_CASE("export to DeepSpeed names and import back round-trip bit for bit") {
   CHECK(load_safetensors(dir.file("again.safetensors")).tensors.size() == exported.tensors.size());
 }
 
-TEST_CASE("--init_from names a missing, mis-shaped or unknown parameter") {
+TEST_CASE("init_from names a missing, mis-shaped or unknown parameter") {
   test::TempDir dir{"init_from"};
   LeNetMoE model(shipped_model(1));
   NamedTensors values;
