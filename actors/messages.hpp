@@ -331,6 +331,8 @@ struct training_summary {
   float eval_accuracy = 0.0f;   // fraction of correct predictions
   std::int64_t eval_count = 0;  // predictions evaluated
   double wall_seconds = 0.0;
+  bool stopped = false;    // ended early by stop_requested (no final evaluation)
+  std::string checkpoint;  // the newest checkpoint the run wrote; empty = none
 };
 
 // ---- tracing
@@ -414,7 +416,7 @@ TROUPE_INSPECT(set_optimizer_state, x.names, x.tensors)
 TROUPE_INSPECT(optimizer_state, x.names, x.tensors, x.expert_group, x.group_begin)
 TROUPE_INSPECT(flush_trace, x.path)
 TROUPE_INSPECT(training_summary, x.steps, x.final_train_loss, x.eval_loss, x.eval_accuracy,
-               x.eval_count, x.wall_seconds)
+               x.eval_count, x.wall_seconds, x.stopped, x.checkpoint)
 
 // Messages without fields.
 template <class Inspector>

@@ -41,6 +41,8 @@ struct TrainerState {
   // The next step's batches, requested while the optimizer ran (empty until they arrive).
   std::shared_ptr<std::optional<batches_reply>> prefetched;
   bool waiting_for_prefetch = false;
+  std::string last_checkpoint;  // path of the newest checkpoint written
+  std::int64_t last_checkpoint_step = -1;
 };
 
 using Self = trainer_actor::stateful_pointer<TrainerState>;
@@ -180,6 +182,8 @@ void checkpoint(Self self, std::function<void()> then) {
                         save_checkpoint(st.opt.checkpoint_dir, meta, st.model->parameters(),
                                         optimizer, st.opt.checkpoint_keep);
                     spdlog::info("checkpoint: step {} → {}", st.step, path);
+                    st.last_checkpoint = path;
+                    st.last_checkpoint_step = st.step;
                   } catch (const std::exception& e) {
                     fail(self, caf::make_error(caf::sec::runtime_error,
                                                std::string("checkpoint failed: ") + e.what()));
@@ -191,14 +195,47 @@ void checkpoint(Self self, std::function<void()> then) {
           [self](caf::error& err) { fail(self, err); });
 }
 
+bool stop_requested(const TrainerState& st) {
+  return st.opt.stop_requested && st.opt.stop_requested();
+}
+
+// The run's final checkpoint (checkpoint_final; skipped when this step already has one), then
+// `then`.
+void final_checkpoint(Self self, std::function<void()> then) {
+  auto& st = self->state;
+  if (st.opt.checkpoint_final && !st.opt.checkpoint_dir.empty() &&
+      st.last_checkpoint_step != st.step) {
+    checkpoint(self, std::move(then));
+  } else {
+    then();
+  }
+}
+
+training_summary summary_so_far(const TrainerState& st) {
+  training_summary summary;
+  summary.steps = st.step;
+  summary.final_train_loss = st.last_loss;
+  summary.wall_seconds = seconds_since(st.started);
+  summary.checkpoint = st.last_checkpoint;
+  return summary;
+}
+
+// Ends a run stopped at a step boundary: no final evaluation.
+void stop(Self self) {
+  auto& st = self->state;
+  spdlog::warn("stopping at step {} of {} as asked", st.step, st.opt.total_steps);
+  training_summary summary = summary_so_far(st);
+  summary.stopped = true;
+  if (st.promise) st.promise->deliver(summary);
+  st.promise.reset();
+}
+
 void finish(Self self) {
   // The final evaluation always covers the whole split; eval_batches bounds the periodic ones.
   evaluate(self, 0, [self](const EvalTotals& totals) {
     auto& st = self->state;
     log_eval(self, totals);
-    training_summary summary;
-    summary.steps = st.step;
-    summary.final_train_loss = st.last_loss;
+    training_summary summary = summary_so_far(st);
     summary.eval_count = totals.count;
     summary.eval_loss =
         totals.count ? static_cast<float>(totals.loss_sum / static_cast<double>(totals.count))
@@ -206,7 +243,6 @@ void finish(Self self) {
     summary.eval_accuracy = totals.count ? static_cast<float>(static_cast<double>(totals.correct) /
                                                               static_cast<double>(totals.count))
                                          : 0.0f;
-    summary.wall_seconds = seconds_since(st.started);
     if (st.promise) st.promise->deliver(summary);
     st.promise.reset();
   });
@@ -217,7 +253,11 @@ void after_step(Self self) {
   auto next = [self] {
     auto& st = self->state;
     if (st.step >= st.opt.total_steps) {
-      finish(self);
+      final_checkpoint(self, [self] { finish(self); });
+    } else if (stop_requested(st) && !st.prefetched) {
+      // (With the next step's batches already fetched, the data position is past them: that step
+      // runs first, and prefetch_batches fetches no further, so the checkpoint resumes exactly.)
+      final_checkpoint(self, [self] { stop(self); });
     } else {
       train_step(self);
     }
@@ -272,14 +312,14 @@ void report_step(Self self, const step_result& result, float lr, double grad_nor
 }
 
 // Asks the data actor for the next step's batches while the optimizer runs, unless a checkpoint
-// comes first (it records the data position, which must not include batches not yet trained on)
-// or this was the last step.
+// comes first (it records the data position, which must not include batches not yet trained on),
+// a stop was asked (the run's final checkpoint comes next) or this was the last step.
 void prefetch_batches(Self self) {
   auto& st = self->state;
   const std::int64_t next = st.step + 2;  // the step after the one being optimized
   const bool checkpoint_due = !st.opt.checkpoint_dir.empty() && st.opt.checkpoint_interval > 0 &&
                               (st.step + 1) % st.opt.checkpoint_interval == 0;
-  if (next > st.opt.total_steps || checkpoint_due) return;
+  if (next > st.opt.total_steps || checkpoint_due || stop_requested(st)) return;
   auto slot = std::make_shared<std::optional<batches_reply>>();
   st.prefetched = slot;
   self->request(st.links.data, caf::infinite, next_batches{st.opt.micro_batches_per_step, false})
@@ -418,7 +458,7 @@ trainer_actor::behavior_type trainer_behavior(Self self, std::shared_ptr<Model> 
         st.started = st.interval_started = Clock::now();
         st.promise = self->make_response_promise<training_summary>();
         if (st.step >= st.opt.total_steps) {
-          finish(self);
+          final_checkpoint(self, [self] { finish(self); });
         } else {
           train_step(self);
         }

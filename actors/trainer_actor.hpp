@@ -7,7 +7,10 @@
 //   optimizer parts:   gradient_bucket → grad_norm_reply            (global norm for clipping)
 //                      optimizer_step{lr, clip scale} → optimizer_done
 // Every `eval_interval` steps, and after the last, it streams the evaluation split through the
-// scheduler (forward only). Every `checkpoint_interval` steps it writes a checkpoint.
+// scheduler (forward only). Every `checkpoint_interval` steps it writes a checkpoint, and with
+// `checkpoint_final` one when the run ends. At every step boundary it asks `stop_requested`
+// (a SIGINT or SIGTERM, tools/stop_signals.hpp); when it says yes the run ends there, without the
+// final evaluation, its final checkpoint written.
 //
 // Protocol: start_training → training_summary.
 #pragma once
@@ -39,9 +42,12 @@ struct TrainerOptions {
   std::string checkpoint_dir;            // empty = no checkpoints
   std::int64_t checkpoint_interval = 0;  // steps; 0 = none
   std::int64_t checkpoint_keep = 0;      // newest checkpoints kept; 0 = all
-  std::uint64_t seed = 0;                // recorded in checkpoints
-  std::string run_id;                    // recorded in checkpoints (models/checkpoint.hpp)
-  bool language_model = false;           // report bits per character next to the loss
+  bool checkpoint_final = false;  // also one when the run ends (unless the last step had one)
+  // Polled at each step boundary (cheap, thread-safe); true ends the run there. Empty = never.
+  std::function<bool()> stop_requested;
+  std::uint64_t seed = 0;       // recorded in checkpoints
+  std::string run_id;           // recorded in checkpoints (models/checkpoint.hpp)
+  bool language_model = false;  // report bits per character next to the loss
 };
 
 // One gradient group's reduction over its data-parallel group: the comm actor of the group's

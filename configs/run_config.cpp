@@ -356,6 +356,7 @@ RuntimeSection parse_runtime(JsonSection& root, const std::string& name,
     out.checkpoint.dir = checkpoint->string("dir", out.checkpoint.dir);
     out.checkpoint.interval = checkpoint->integer("interval", 0, 0);
     out.checkpoint.keep = checkpoint->integer("keep", out.checkpoint.keep, 1);
+    out.checkpoint.final = checkpoint->boolean("final", out.checkpoint.final);
     checkpoint->finish();
   }
   out.log_interval = section.integer("log_interval", 0, 1);  // 0 = not given: steps_per_print

@@ -172,6 +172,7 @@ struct CheckpointSection {
   std::string dir;            // default "runs/<config name>/checkpoints"
   std::int64_t interval = 0;  // optimizer steps between checkpoints; 0 = off
   std::int64_t keep = 3;      // newest checkpoints kept
+  bool final = true;  // one more when the run ends (completed, or stopped by SIGINT/SIGTERM)
 };
 
 struct RuntimeSection {

@@ -208,36 +208,65 @@ PartitionState LoadedCheckpoint::partition_state(bool expert_group, std::int64_t
   return out;
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& dir_or_file,
-                                 const std::vector<Parameter*>& parameters,
-                                 const std::string& model_name) {
+namespace {
+
+// A directory's newest intact checkpoint, or the file given, verified.
+VerifiedFile read_verified(const std::string& dir_or_file, std::vector<std::string>& skipped) {
   if (!fs::exists(dir_or_file))
     throw std::runtime_error(
         "no checkpoint at " + dir_or_file +
         ": give a checkpoint directory (with a 'latest' file) or a .safetensors file");
+  return fs::is_directory(dir_or_file) ? read_newest_intact(dir_or_file, skipped)
+                                       : read_intact(dir_or_file, "");
+}
+
+// The "param/" tensors under the parameters' own names.
+NamedTensors parameter_tensors(const SafetensorsFile& file) {
+  NamedTensors out;
+  for (const auto& [name, tensor] : file.tensors)
+    if (name.rfind("param/", 0) == 0) out.emplace_back(name.substr(6), tensor);
+  return out;
+}
+
+}  // namespace
+
+void assign_parameters(const NamedTensors& values, const std::vector<Parameter*>& parameters,
+                       const std::string& where) {
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, tensor] : values) by_name[name] = &tensor;
+  for (auto* p : parameters) {
+    const auto it = by_name.find(p->name);
+    if (it == by_name.end()) throw std::runtime_error(where + " has no parameter " + p->name);
+    const Tensor& saved = *it->second;
+    if (saved.shape() != p->value.shape())
+      throw std::runtime_error(where + ": parameter " + p->name + " has shape " +
+                               shape_string(saved.shape()) + ", the model has " +
+                               shape_string(p->value.shape()));
+    p->value.copy_from(saved);
+  }
+}
+
+CheckpointParameters read_checkpoint_parameters(const std::string& dir_or_file) {
+  CheckpointParameters out;
+  const VerifiedFile verified = read_verified(dir_or_file, out.skipped);
+  out.path = verified.path;
+  out.meta = verified.meta;
+  out.parameters = parameter_tensors(verified.file);
+  return out;
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& dir_or_file,
+                                 const std::vector<Parameter*>& parameters,
+                                 const std::string& model_name) {
   LoadedCheckpoint out;
-  const VerifiedFile verified = fs::is_directory(dir_or_file)
-                                    ? read_newest_intact(dir_or_file, out.skipped)
-                                    : read_intact(dir_or_file, "");
+  const VerifiedFile verified = read_verified(dir_or_file, out.skipped);
   out.path = verified.path;
   out.meta = verified.meta;
   const std::string& where = out.path;
   if (out.meta.model != model_name)
     throw std::runtime_error("checkpoint " + where + " is of model '" + out.meta.model +
                              "', the config builds '" + model_name + "'");
-  std::map<std::string, const Tensor*> by_name;
-  for (const auto& [name, tensor] : verified.file.tensors) by_name[name] = &tensor;
-  for (auto* p : parameters) {
-    const auto it = by_name.find("param/" + p->name);
-    if (it == by_name.end())
-      throw std::runtime_error("checkpoint " + where + " has no parameter " + p->name);
-    const Tensor& saved = *it->second;
-    if (saved.shape() != p->value.shape())
-      throw std::runtime_error("checkpoint " + where + ": parameter " + p->name + " has shape " +
-                               shape_string(saved.shape()) + ", the model has " +
-                               shape_string(p->value.shape()));
-    p->value.copy_from(saved);
-  }
+  assign_parameters(parameter_tensors(verified.file), parameters, "checkpoint " + where);
   for (const auto& [name, tensor] : verified.file.tensors) {
     if (name.rfind("optim/", 0) != 0) continue;
     const auto slash = name.find('/', 6);

@@ -88,4 +88,21 @@ LoadedCheckpoint load_checkpoint(const std::string& dir_or_file,
                                  const std::vector<Parameter*>& parameters,
                                  const std::string& model_name);
 
+// A checkpoint's parameters, without a model to load them into (`troupe export`).
+struct CheckpointParameters {
+  std::string path;  // the file read
+  CheckpointMeta meta;
+  NamedTensors parameters;           // under the parameters' own names (no "param/"), in file order
+  std::vector<std::string> skipped;  // as LoadedCheckpoint::skipped
+};
+
+// The same choice of file and the same checks as load_checkpoint, then the "param/" tensors.
+CheckpointParameters read_checkpoint_parameters(const std::string& dir_or_file);
+
+// Copies each parameter's value from the tensor of its name in `values`; throws
+// std::runtime_error "<where> has no parameter N" or "<where>: parameter N has shape S, the model
+// has S'" at the first mismatch. Tensors the model lacks are ignored.
+void assign_parameters(const NamedTensors& values, const std::vector<Parameter*>& parameters,
+                       const std::string& where);
+
 }  // namespace troupe

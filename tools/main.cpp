@@ -2,10 +2,11 @@
 //
 //   troupe train CONFIG [--deepspeed_config DS_CONFIG] [--resume DIR] [--trace FILE]
 //                       [--metrics FILE] [--steps N] [--plot]
-//                       [--overwrite_checkpoints]
+//                       [--overwrite_checkpoints] [--init_from PARAMETERS]
 //   troupe launch [--nproc_per_node N] [--nnodes K] [--node_rank R] [--master_addr A]
 //                 [--master_port P] [--hostfile FILE] CONFIG [train options]
 //   troupe plot METRICS.jsonl… | TRACE.json [-o DIR] [--step N]
+//   troupe export CHECKPOINT --format deepspeed -o model.safetensors  (and --format troupe back)
 //   troupe trace summarize FILE
 //   troupe config-keys --markdown   (docs/CONFIG-KEYS.md: what troupe does with each DeepSpeed key)
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include <CLI/CLI.hpp>
 
 #include "configs/deepspeed_keys.hpp"
+#include "tools/export_command.hpp"
 #include "tools/launch_command.hpp"
 #include "tools/plot_command.hpp"
 #include "tools/train_command.hpp"
@@ -40,6 +42,12 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("--overwrite_checkpoints", train.overwrite_checkpoints,
                       "Delete another run's checkpoints in runtime.checkpoint.dir first (a new "
                       "run refuses a directory holding them)");
+  train_cmd
+      ->add_option("--init_from", train.init_from,
+                   "Start from these parameters (a file `troupe export --format troupe` wrote): "
+                   "fine-tuning, with fresh optimizer state at step 0")
+      ->check(CLI::ExistingFile)
+      ->excludes("--resume");
   train_cmd->add_option("--trace", train.trace_file, "Write a Chrome-trace JSON (Perfetto) here");
   train_cmd->add_option("--metrics", train.metrics_file, "Write JSON-lines metrics here");
   train_cmd->add_option("--steps", train.steps, "Optimizer steps (overrides the config)")
@@ -60,6 +68,23 @@ int main(int argc, char** argv) {
   plot_cmd
       ->add_option("--step", plot.step, "Traced step to draw (1-based; default: the middle one)")
       ->check(CLI::PositiveNumber);
+
+  troupe::ExportCommand exporter;
+  auto* export_cmd = app.add_subcommand(
+      "export",
+      "Write a checkpoint's parameters under DeepSpeed/PyTorch names (--format deepspeed), or "
+      "such a file back as parameters `troupe train --init_from` starts from (--format troupe)");
+  export_cmd
+      ->add_option("input", exporter.input,
+                   "deepspeed: checkpoint directory or file; troupe: a DeepSpeed-named "
+                   ".safetensors state dict")
+      ->required()
+      ->check(CLI::ExistingPath);
+  export_cmd->add_option("--format", exporter.format, "deepspeed or troupe")
+      ->check(CLI::IsMember({"deepspeed", "troupe"}))
+      ->capture_default_str();
+  export_cmd->add_option("-o,--output", exporter.output, "File to write (.safetensors)")
+      ->required();
 
   troupe::LaunchCommand launch;
   auto* launch_cmd = app.add_subcommand(
@@ -103,6 +128,7 @@ int main(int argc, char** argv) {
     return troupe::run_launch(launch);
   }
   if (plot_cmd->parsed()) return troupe::run_plot(plot);
+  if (export_cmd->parsed()) return troupe::run_export(exporter);
   if (keys_cmd->parsed()) {
     std::fputs(troupe::render_config_keys_markdown().c_str(), stdout);
     return 0;

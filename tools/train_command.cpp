@@ -2,6 +2,7 @@
 #include "tools/train_command.hpp"
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
@@ -15,10 +16,12 @@
 #include "kernels/ops/gemm.hpp"
 #include "models/checkpoint.hpp"
 #include "models/checkpoint_dir.hpp"
+#include "models/parameter_file.hpp"
 #include "scheduler/actor_runtime.hpp"
 #include "tools/plot_command.hpp"
 #include "tools/rank_environment.hpp"
 #include "tools/run_setup.hpp"
+#include "tools/stop_signals.hpp"
 
 namespace troupe {
 namespace {
@@ -92,6 +95,11 @@ int train(RunConfig config, const TrainCommand& command) {
   std::shared_ptr<TraceRecorder> recorder;
   if (!trace_file.empty()) recorder = std::make_shared<TraceRecorder>("troupe " + config.name);
 
+  if (!command.init_from.empty()) {
+    init_parameters_from(command.init_from, model.parameters());
+    spdlog::info("parameters from {} (fresh optimizer state, step 0)", command.init_from);
+  }
+
   if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) ops::set_cpu_gemm_threads(1);
   caf::actor_system_config cfg;
   cfg.load<caf::id_block::troupe>();
@@ -150,7 +158,9 @@ int train(RunConfig config, const TrainCommand& command) {
     to.run_id = new_run_id();
     spdlog::info("run id: {} (a new run)", to.run_id);
   }
-  if (config.runtime.checkpoint.interval > 0) {
+  const bool checkpoints =
+      config.runtime.checkpoint.interval > 0 || config.runtime.checkpoint.final;
+  if (checkpoints) {
     const auto& dir = config.runtime.checkpoint.dir;
     const ClaimResult claim = claim_checkpoint_dir(dir, to.run_id, !command.resume.empty(),
                                                    command.overwrite_checkpoints);
@@ -184,6 +194,9 @@ int train(RunConfig config, const TrainCommand& command) {
   to.checkpoint_dir = config.runtime.checkpoint.dir;
   to.checkpoint_interval = config.runtime.checkpoint.interval;
   to.checkpoint_keep = config.runtime.checkpoint.keep;
+  to.checkpoint_final = config.runtime.checkpoint.final;
+  install_stop_signal_handlers();
+  to.stop_requested = [] { return stop_signal() != 0; };
   to.seed = config.runtime.seed;
   to.language_model = setup.language_model;
 
@@ -207,11 +220,20 @@ int train(RunConfig config, const TrainCommand& command) {
   if (!to.metrics_file.empty()) spdlog::info("metrics: {}", to.metrics_file);
 
   int exit_code = 0;
+  std::string checkpoint;
   caf::scoped_actor self{system};
   self->request(trainer, caf::infinite, start_training{})
       .receive(
           [&](const training_summary& s) {
-            if (setup.language_model) {
+            checkpoint = s.checkpoint;
+            if (s.stopped) {
+              const int signal = stop_signal();
+              spdlog::warn("interrupted by {} after step {} of {}{}", strsignal(signal), s.steps,
+                           total_steps,
+                           checkpoint.empty() ? " (no checkpoint: checkpoints are off)"
+                                              : "; --resume continues it");
+              exit_code = 128 + signal;
+            } else if (setup.language_model) {
               std::printf("validation loss: %.4f nats/char = %.4f bits/char (%lld characters)\n",
                           s.eval_loss, s.eval_loss / std::log(2.0),
                           static_cast<long long>(s.eval_count));
@@ -240,6 +262,8 @@ int train(RunConfig config, const TrainCommand& command) {
   self->send_exit(data_actor, caf::exit_reason::user_shutdown);
   runtime.shutdown();
   if (exit_code == 0 && command.plot) exit_code = plot_run(to.metrics_file, trace_file);
+  // Last, so that scripts find the saved model on the last line.
+  if (!checkpoint.empty()) std::printf("checkpoint: %s\n", checkpoint.c_str());
   return exit_code;
 }
 

@@ -14,6 +14,7 @@ struct TrainCommand {
   // DeepSpeed's --deepspeed_config: the DeepSpeed sections come from this file, unchanged.
   std::string deepspeed_config_path;
   std::string resume;        // checkpoint directory (or file) to continue from
+  std::string init_from;     // parameter file to start from (fresh optimizer, step 0)
   std::string trace_file;    // overrides runtime.trace_file
   std::string metrics_file;  // overrides runtime.metrics_file
   std::int64_t steps = 0;    // overrides the number of optimizer steps when > 0
@@ -22,7 +23,9 @@ struct TrainCommand {
   bool overwrite_checkpoints = false;
 };
 
-// Returns the process exit code: 0 on success, 2 for a bad config, 1 for a failed run.
+// Returns the process exit code: 0 on success, 2 for a bad config, 1 for a failed run, 128 + the
+// signal's number for a run SIGINT or SIGTERM stopped (tools/stop_signals.hpp). The run's newest
+// checkpoint is named on the last line of stdout ("checkpoint: PATH").
 int run_train(const TrainCommand& command);
 
 }  // namespace troupe

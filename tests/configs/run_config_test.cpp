@@ -163,6 +163,7 @@ TEST_CASE("defaults are DeepSpeed's and the spec's", "[configs]") {
   CHECK(c.runtime.metrics_file == "runs/test/metrics.jsonl");
   CHECK(c.runtime.checkpoint.dir == "runs/test/checkpoints");
   CHECK(c.runtime.checkpoint.interval == 0);
+  CHECK(c.runtime.checkpoint.final);
   CHECK(c.runtime.log_interval == c.steps_per_print);
 
   SECTION("noisy_gate_policy null is Python's None") {
@@ -219,6 +220,13 @@ TEST_CASE("defaults are DeepSpeed's and the spec's", "[configs]") {
     CHECK_NOTHROW(parse(d));
     d["runtime"]["checkpoint"] = {{"interval", 1e2}};
     CHECK(parse(d).runtime.checkpoint.interval == 100);
+  }
+  SECTION("the final checkpoint can be turned off") {
+    json d = minimal();
+    d["runtime"]["checkpoint"] = {{"final", false}};
+    CHECK_FALSE(parse(d).runtime.checkpoint.final);
+    d["runtime"]["checkpoint"] = {{"final", "no"}};
+    CHECK_THROWS_WITH(parse(d), Catch::Contains("runtime.checkpoint.final"));
   }
 }
 

@@ -28,60 +28,18 @@
 #include "models/checkpoint_dir.hpp"
 #include "test_util/temp_dir.hpp"
 #include "test_util/training_run.hpp"
-
-extern char** environ;
+#include "test_util/troupe_process.hpp"
 
 namespace fs = std::filesystem;
 using namespace troupe;
+using troupe::test::exited_ok;
+using troupe::test::read_text;
+using troupe::test::spawn_troupe;
+using troupe::test::wait_for;
 
 namespace {
 
 constexpr std::int64_t kSteps = 8;
-
-// Starts `troupe train CONFIG --metrics METRICS [extra...]` with output to LOG and, when
-// `crash_at` is set, TROUPE_TEST_CRASH_AT in its environment.
-pid_t spawn_troupe(const fs::path& config, const fs::path& metrics, const fs::path& log,
-                   const std::vector<std::string>& extra, const std::string& crash_at = "") {
-  std::vector<std::string> args{TROUPE_BINARY, "train", config.string(), "--metrics",
-                                metrics.string()};
-  args.insert(args.end(), extra.begin(), extra.end());
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e)
-    if (std::strncmp(*e, "TROUPE_TEST_CRASH_AT=", 21) != 0) env.emplace_back(*e);
-  env.emplace_back("OPENBLAS_NUM_THREADS=1");
-  if (!crash_at.empty()) env.push_back("TROUPE_TEST_CRASH_AT=" + crash_at);
-  std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  REQUIRE(rc == 0);
-  return pid;
-}
-
-// Waits for `pid`; returns its wait status.
-int wait_for(pid_t pid) {
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  return status;
-}
-
-bool exited_ok(int status) {
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 struct Reference {
   std::map<std::int64_t, std::string> losses;
