@@ -1,5 +1,10 @@
 // Test harness: runs a body as W real rank processes (fork), each with its own UCX context,
-// meeting through a rendezvous store the parent serves on a port-0 server.
+// meeting through a rendezvous store on a port-0 server.
+//
+// The store runs in a process of its own, forked first, so the parent stays single-threaded and
+// every rank is forked from a process without threads: forking while another thread (the store's
+// Asio thread) holds a lock — the allocator's, the dynamic loader's — can leave a child
+// deadlocked before it ever reaches the store (seen as a rank hanging at start-up).
 //
 // A child reports failure by throwing (RankFailure or anything else): it prints the message with
 // its rank and exits 1. It never runs Catch assertions (the parent's Catch state is not its own)
@@ -40,13 +45,53 @@ struct RankExit {
   int signal = 0;
 };
 
+// The rendezvous store in a child process (see the file comment); killed when this goes away.
+class StoreProcess {
+ public:
+  StoreProcess() {
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    std::fflush(nullptr);
+    pid_ = fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      close(fds[0]);
+      try {
+        RendezvousServer server("127.0.0.1", 0);
+        const std::uint16_t port = server.port();
+        if (write(fds[1], &port, sizeof port) != sizeof port) _exit(1);
+        close(fds[1]);
+        for (;;) pause();  // serves on its own thread until the parent kills it
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "rendezvous store process failed: %s\n", e.what());
+      }
+      _exit(1);
+    }
+    close(fds[1]);
+    const bool got_port = read(fds[0], &port_, sizeof port_) == sizeof port_;
+    close(fds[0]);
+    REQUIRE(got_port);
+  }
+  ~StoreProcess() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  StoreProcess(const StoreProcess&) = delete;
+  StoreProcess& operator=(const StoreProcess&) = delete;
+  std::uint16_t port() const { return port_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+};
+
 // Forks `world` children running body(rank, store); returns how each ended. Children still running
 // at `deadline` are killed with SIGKILL and the test fails.
 inline std::vector<RankExit> run_ranks(int world,
                                        const std::function<void(int, RendezvousClient&)>& body,
                                        std::chrono::seconds deadline = std::chrono::seconds(30)) {
-  RendezvousServer server("127.0.0.1", 0);
-  const std::uint16_t port = server.port();
+  const StoreProcess store_process;
+  const std::uint16_t port = store_process.port();
   std::fflush(nullptr);  // or buffered output would be written by the children too
   std::vector<pid_t> pids;
   for (int rank = 0; rank < world; ++rank) {
