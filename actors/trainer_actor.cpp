@@ -93,6 +93,15 @@ void ask_all_partitions(Self self, Make make, Done done) {
   }
 }
 
+// Σ g² of the step's gradients from the partitions' replies (grad_norm_reply or optimizer_done),
+// added in chunk order, so the result does not depend on the partitioning.
+template <class Reply>
+double total_squared_norm(std::vector<Reply>& replies) {
+  std::vector<std::vector<double>> chunks;
+  for (auto& r : replies) chunks.push_back(std::move(r.chunk_squared_norms));
+  return sum_in_order(chunks);
+}
+
 void train_step(Self self);
 void run_training_step(Self self, batches_reply reply);
 void optimize_reduced(Self self, step_result result);
@@ -348,9 +357,7 @@ void apply_optimizer(Self self, step_result result, float scale) {
       },
       [self, result, lr](std::vector<optimizer_done>& done) {
         auto& st = self->state;
-        std::vector<std::vector<double>> chunks;
-        for (auto& d : done) chunks.push_back(std::move(d.chunk_squared_norms));
-        const double squared = sum_in_order(chunks);  // chunk order: independent of partitions
+        const double squared = total_squared_norm(done);
         ++st.step;
         report_step(self, result, lr, std::sqrt(squared));
         after_step(self);
@@ -397,9 +404,7 @@ void optimize_reduced(Self self, step_result result) {
         return gradient_bucket{st.step + 1, st.links.gradient_buckets.at(i), st.ctx.stamp()};
       },
       [self, result](std::vector<grad_norm_reply>& norms) {
-        std::vector<std::vector<double>> chunks;
-        for (auto& n : norms) chunks.push_back(std::move(n.chunk_squared_norms));
-        const double squared = sum_in_order(chunks);  // chunk order: independent of partitions
+        const double squared = total_squared_norm(norms);
         apply_optimizer(self, result,
                         clip_coefficient(std::sqrt(squared), self->state.opt.gradient_clipping));
       });

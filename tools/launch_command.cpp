@@ -18,9 +18,13 @@
 namespace troupe {
 namespace {
 
+std::string this_executable() {
+  return std::filesystem::read_symlink("/proc/self/exe").string();
+}
+
 std::string rank_program() {
   if (const char* bin = std::getenv("TROUPE_BIN"); bin != nullptr && *bin != '\0') return bin;
-  return std::filesystem::read_symlink("/proc/self/exe").string();
+  return this_executable();
 }
 
 bool is_single_rank_passthrough(const LaunchCommand& command) {
@@ -77,8 +81,7 @@ int run_launch(const LaunchCommand& command) {
   if (!options.hosts.empty() && plan.node_rank == 0) {
     const char* ssh = std::getenv("TROUPE_SSH");
     // Other hosts run this same executable from the same path, in the same working directory.
-    const std::vector<std::string> launcher{
-        std::filesystem::read_symlink("/proc/self/exe").string(), "launch"};
+    const std::vector<std::string> launcher{this_executable(), "launch"};
     for (std::size_t node = 1; node < options.hosts.size(); ++node) {
       auto argv = remote_node_command(ssh ? ssh : "ssh", options, static_cast<std::int64_t>(node),
                                       std::filesystem::current_path().string(), launcher,
