@@ -8,6 +8,7 @@
 #include <caf/all.hpp>
 
 #include "actors/readiness_gate.hpp"
+#include "comm/expert_exchange.hpp"
 #include "comm/local_communicator.hpp"
 #include "kernels/ops/reduce.hpp"
 
@@ -31,7 +32,7 @@ struct Request {
   bool complete = false;  // may be issued when the schedule reaches it
 };
 
-// A gradient reduction in flight: its collectives by token, and whom to answer.
+// A gradient reduction in flight, and whom to answer.
 struct Reduction {
   caf::typed_response_promise<gradients_reduced> promise;
   std::int64_t step = 0;
@@ -40,6 +41,8 @@ struct Reduction {
   std::size_t unfinished = 0;
   std::string error;  // the first failure
 };
+
+using Continuation = std::function<void(const collective_finished&)>;
 
 struct CommState {
   CommActorSpec spec;
@@ -51,18 +54,108 @@ struct CommState {
   std::vector<CollectiveSlot> schedule;
   std::size_t next = 0;
   std::map<SlotKey, Request> requests;
-  // Gradient reductions: collective token → reduction id; reductions by id.
+  // Between ranks: each (micro-batch, layer)'s exchange, from its forward dispatch to its last
+  // combine; and whether a forward dispatch's counts are still in flight (its rows, and so every
+  // later collective, must wait for them: all ranks issue in the same order).
+  std::map<std::pair<std::int64_t, std::int64_t>, ExpertExchange> exchanges;
+  bool counts_in_flight = false;
+  // Collectives in flight: what to do when each finishes, by token.
   std::uint64_t next_token = 0;
-  std::map<std::uint64_t, std::uint64_t> reduction_of_token;
+  std::map<std::uint64_t, Continuation> continuations;
+  std::uint64_t next_reduction = 0;
   std::map<std::uint64_t, Reduction> reductions;
 
   bool round_open() const { return next < schedule.size(); }
+  bool between_ranks() const { return spec.communicator->size() > 1; }
 };
 
 using Self = comm_actor::stateful_pointer<CommState>;
 
 bool is_backward(CollectivePhase p) {
   return p == CollectivePhase::dispatch_backward || p == CollectivePhase::combine_backward;
+}
+
+// Runs `then` (on this actor) once `request` finishes; its completion arrives as
+// collective_finished from the backend's thread, so no worker waits.
+void await(Self self, const CommRequestPtr& request, Continuation then) {
+  auto& st = self->state;
+  const std::uint64_t token = st.next_token++;
+  st.continuations.emplace(token, std::move(then));
+  request->on_finish([target = caf::actor_cast<comm_actor>(self), token](const CommRequest& done) {
+    caf::anon_send(target, collective_finished{token, done.failed(), done.error()});
+  });
+}
+
+// A failed token exchange ends the actor: the pipeline fails the step with this reason.
+void check_exchange(const CommState& st, const collective_finished& done, const char* what) {
+  if (done.failed)
+    throw std::runtime_error(st.ctx.track + ": " + what + " failed on " +
+                             st.spec.communicator->describe() + ": " + done.error);
+}
+
+// The all-to-all of `send` (send_rows[p] rows to peer p) into a fresh buffer (recv_rows[p] from
+// peer p), traced as communication from issue to completion; `then` gets the received rows.
+void exchange_rows(Self self, const char* name, const Tensor& send,
+                   const std::vector<std::int64_t>& send_rows,
+                   const std::vector<std::int64_t>& recv_rows, std::function<void(Tensor)> then) {
+  auto& st = self->state;
+  std::int64_t total = 0;
+  for (auto n : recv_rows) total += n;
+  Shape shape = send.shape();
+  shape[0] = total;
+  Tensor recv = Tensor::empty(shape, send.dtype());
+  const SpanId span =
+      st.ctx.tracing() ? st.ctx.recorder->begin_span(st.ctx.track, name, "comm") : no_span;
+  const CommRequestPtr request =
+      st.spec.communicator->all_to_all_v(send, send_rows, recv, recv_rows);
+  await(self, request, [self, name, span, send, recv, then](const collective_finished& done) {
+    auto& st = self->state;
+    if (span != no_span) st.ctx.recorder->end_span(span);
+    check_exchange(st, done, name);
+    then(recv);
+  });
+}
+
+// Hands each shard of the layer its experts' rows: `rows` is expert-major over the layer's local
+// experts, `offsets` their (local experts + 1) offsets.
+void send_to_shards(Self self, const CollectiveSlot& slot, const MicroBatchKey& key,
+                    const TensorHandle& rows, const std::vector<std::int64_t>& offsets) {
+  auto& st = self->state;
+  const auto& layer = st.spec.layers.at(static_cast<std::size_t>(slot.layer));
+  const Tensor all = rows.tensor();
+  for (std::size_t j = 0; j < layer.actors.size(); ++j) {
+    const auto& s = layer.specs[j];
+    const auto begin = offsets.at(static_cast<std::size_t>(s.first_expert));
+    const auto end = offsets.at(static_cast<std::size_t>(s.last_expert));
+    TensorHandle slice(all.slice_rows(begin, end), rows.readiness());
+    if (is_backward(slot.phase)) {
+      self->send(layer.actors[j], expert_backward{key, slice, st.ctx.stamp()});
+    } else {
+      std::vector<std::int64_t> local;
+      for (auto e = s.first_expert; e <= s.last_expert; ++e)
+        local.push_back(offsets[static_cast<std::size_t>(e)] - begin);
+      self->send(layer.actors[j],
+                 expert_forward{key, st.training, slice, std::move(local), st.ctx.stamp()});
+    }
+  }
+}
+
+void pump(Self self);
+
+// Between ranks: the rows of `r` go to the ranks holding their experts, and what arrives goes to
+// this rank's shards in the experts' order.
+void dispatch_between_ranks(Self self, const CollectiveSlot& slot, const Request& r,
+                            const ExpertExchange& x) {
+  exchange_rows(self, "all_to_all_dispatch", r.rows.tensor(), x.send_rows, x.recv_rows(),
+                [self, slot, key = r.key, x](Tensor arrived) {
+                  auto& st = self->state;
+                  Tensor rows;
+                  {
+                    auto span = st.ctx.span("dispatch_permute", "compute");
+                    rows = peer_major_to_expert_major(arrived, x);
+                  }
+                  send_to_shards(self, slot, key, TensorHandle(rows), x.expert_offsets());
+                });
 }
 
 void issue_dispatch(Self self, const CollectiveSlot& slot, Request& r) {
@@ -77,22 +170,37 @@ void issue_dispatch(Self self, const CollectiveSlot& slot, Request& r) {
   combine.gate = r.gate;
   combine.parts.assign(layer.actors.size(), TensorHandle());
   combine.parts_missing = static_cast<std::int64_t>(layer.actors.size());
-  const Tensor rows = r.rows.tensor();
-  for (std::size_t j = 0; j < layer.actors.size(); ++j) {
-    const auto& s = layer.specs[j];
-    const auto begin = r.expert_offsets.at(static_cast<std::size_t>(s.first_expert));
-    const auto end = r.expert_offsets.at(static_cast<std::size_t>(s.last_expert));
-    TensorHandle slice(rows.slice_rows(begin, end), r.rows.readiness());
-    if (backward) {
-      self->send(layer.actors[j], expert_backward{r.key, slice, st.ctx.stamp()});
-    } else {
-      std::vector<std::int64_t> offsets;
-      for (auto e = s.first_expert; e <= s.last_expert; ++e)
-        offsets.push_back(r.expert_offsets[static_cast<std::size_t>(e)] - begin);
-      self->send(layer.actors[j],
-                 expert_forward{r.key, st.training, slice, std::move(offsets), st.ctx.stamp()});
-    }
+  if (!st.between_ranks()) {
+    send_to_shards(self, slot, r.key, r.rows, r.expert_offsets);
+    return;
   }
+  const auto exchange_key = std::make_pair(slot.micro_batch, slot.layer);
+  if (backward) {
+    dispatch_between_ranks(self, slot, r, st.exchanges.at(exchange_key));
+    return;
+  }
+  // Forward: first every rank learns how many rows each peer sends to each of its experts (L
+  // counts to each peer), then the rows move. Nothing else is issued in between.
+  ExpertExchange x;
+  x.peers = st.spec.communicator->size();
+  x.local_experts = layer.specs.back().last_expert;
+  x.send_rows = rows_per_peer(r.expert_offsets, x.peers);
+  const Tensor send_counts = counts_tensor(r.expert_offsets);
+  const Tensor recv_counts = Tensor::empty({x.peers * x.local_experts, 1}, DType::i64);
+  const std::vector<std::int64_t> per_peer(static_cast<std::size_t>(x.peers), x.local_experts);
+  st.counts_in_flight = true;
+  await(self, st.spec.communicator->all_to_all_v(send_counts, per_peer, recv_counts, per_peer),
+        [self, slot, r, x, exchange_key, send_counts,
+         recv_counts](const collective_finished& done) mutable {
+          auto& st = self->state;
+          check_exchange(st, done, "the token counts exchange");
+          const auto* counts = recv_counts.data<std::int64_t>();
+          x.recv_counts.assign(counts, counts + recv_counts.numel());
+          st.exchanges[exchange_key] = x;
+          dispatch_between_ranks(self, slot, r, x);
+          st.counts_in_flight = false;
+          pump(self);
+        });
 }
 
 void issue_combine(Self self, const CollectiveSlot& slot, Request& r) {
@@ -101,7 +209,7 @@ void issue_combine(Self self, const CollectiveSlot& slot, Request& r) {
   if (r.parts.size() == 1) {
     combined = r.parts.front();
   } else {
-    // The local reverse exchange: the shards' outputs, in expert order, as one buffer.
+    // The shards' outputs, in expert order, as one buffer.
     auto span = st.ctx.span(is_backward(slot.phase) ? "combine_backward_gather" : "combine_gather",
                             "compute");
     std::int64_t rows = 0, width = 0;
@@ -117,14 +225,33 @@ void issue_combine(Self self, const CollectiveSlot& slot, Request& r) {
     }
     combined = TensorHandle(out);
   }
-  self->send(r.gate,
-             comm_combined{r.key, slot.layer, is_backward(slot.phase), combined, st.ctx.stamp()});
+  const bool backward = is_backward(slot.phase);
+  const auto answer = [self, slot, key = r.key, gate = r.gate, backward](TensorHandle rows) {
+    self->send(gate,
+               comm_combined{key, slot.layer, backward, std::move(rows), self->state.ctx.stamp()});
+  };
+  if (!st.between_ranks()) {
+    answer(combined);
+    return;
+  }
+  // The reverse exchange: every row returns to the rank (and the slot) it came from. The layer's
+  // exchange ends with its last combine: the backward one, or the forward one in evaluation.
+  const auto exchange_key = std::make_pair(slot.micro_batch, slot.layer);
+  const ExpertExchange x = st.exchanges.at(exchange_key);
+  if (backward || !st.training) st.exchanges.erase(exchange_key);
+  Tensor send;
+  {
+    auto span = st.ctx.span("combine_permute", "compute");
+    send = expert_major_to_peer_major(combined.tensor(), x);
+  }
+  exchange_rows(self, "all_to_all_combine", send, x.recv_rows(), x.send_rows,
+                [answer](Tensor returned) { answer(TensorHandle(returned)); });
 }
 
 // Issues every collective whose turn has come and whose request is complete.
 void pump(Self self) {
   auto& st = self->state;
-  while (st.round_open()) {
+  while (st.round_open() && !st.counts_in_flight) {
     const CollectiveSlot slot = st.schedule[st.next];
     auto node = st.requests.find(key_of(slot.micro_batch, slot.layer, slot.phase));
     if (node == st.requests.end() || !node->second.complete) return;
@@ -141,45 +268,8 @@ void pump(Self self) {
   }
 }
 
-// Issues one all_reduce per buffer of `msg` on the group's communicator; each request's completion
-// comes back as collective_finished from the backend's thread.
-void start_reduction(Self self, const reduce_gradients& msg,
-                     caf::typed_response_promise<gradients_reduced> promise) {
+void finish_reduction_part(Self self, std::uint64_t id, const collective_finished& msg) {
   auto& st = self->state;
-  const std::uint64_t id = st.next_token;
-  auto& r = st.reductions[id];
-  r.promise = std::move(promise);
-  r.step = msg.step;
-  r.buffers = msg.buffers;
-  r.scale = msg.scale;
-  r.unfinished = msg.buffers.size();
-  if (msg.buffers.empty()) {
-    r.promise.deliver(gradients_reduced{msg.step});
-    st.reductions.erase(id);
-    return;
-  }
-  // A group of one moves no bytes: only a real exchange is traced as communication.
-  auto span =
-      st.ctx.span("all_reduce_gradients", st.spec.communicator->size() > 1 ? "comm" : "compute");
-  for (const auto& buffer : msg.buffers) {
-    const std::uint64_t token = st.next_token++;
-    st.reduction_of_token[token] = id;
-    const CommRequestPtr request = st.spec.communicator->all_reduce(buffer.tensor());
-    request->on_finish(
-        [target = caf::actor_cast<comm_actor>(self), token](const CommRequest& done) {
-          caf::anon_send(target, collective_finished{token, done.failed(), done.error()});
-        });
-  }
-}
-
-void finish_collective(Self self, const collective_finished& msg) {
-  auto& st = self->state;
-  auto token = st.reduction_of_token.find(msg.token);
-  if (token == st.reduction_of_token.end())
-    throw std::logic_error(st.ctx.track + ": completion of unknown collective " +
-                           std::to_string(msg.token));
-  const std::uint64_t id = token->second;
-  st.reduction_of_token.erase(token);
   auto& r = st.reductions.at(id);
   if (msg.failed && r.error.empty()) r.error = msg.error;
   if (--r.unfinished > 0) return;
@@ -193,6 +283,39 @@ void finish_collective(Self self, const collective_finished& msg) {
     r.promise.deliver(gradients_reduced{r.step});
   }
   st.reductions.erase(id);
+}
+
+// Issues one all_reduce per buffer of `msg` on the group's communicator.
+void start_reduction(Self self, const reduce_gradients& msg,
+                     caf::typed_response_promise<gradients_reduced> promise) {
+  auto& st = self->state;
+  if (msg.buffers.empty()) {
+    promise.deliver(gradients_reduced{msg.step});
+    return;
+  }
+  const std::uint64_t id = st.next_reduction++;
+  auto& r = st.reductions[id];
+  r.promise = std::move(promise);
+  r.step = msg.step;
+  r.buffers = msg.buffers;
+  r.scale = msg.scale;
+  r.unfinished = msg.buffers.size();
+  // A group of one moves no bytes: only a real exchange is traced as communication.
+  auto span = st.ctx.span("all_reduce_gradients", st.between_ranks() ? "comm" : "compute");
+  for (const auto& buffer : msg.buffers)
+    await(self, st.spec.communicator->all_reduce(buffer.tensor()),
+          [self, id](const collective_finished& done) { finish_reduction_part(self, id, done); });
+}
+
+void finish_collective(Self self, const collective_finished& msg) {
+  auto& st = self->state;
+  auto node = st.continuations.find(msg.token);
+  if (node == st.continuations.end())
+    throw std::logic_error(st.ctx.track + ": completion of unknown collective " +
+                           std::to_string(msg.token));
+  Continuation then = std::move(node->second);
+  st.continuations.erase(node);
+  then(msg);
 }
 
 comm_actor::behavior_type comm_behavior(Self self, CommActorSpec spec, ActorContext ctx,

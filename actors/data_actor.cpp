@@ -10,7 +10,10 @@ namespace {
 
 struct Prepared {
   batch_data batch;
-  BatcherPosition position;  // where the batcher stood before drawing it
+  // Where training resumes to hand out this batch next: where the batcher stood before drawing
+  // it, or with data parallelism at the start of its global step (the same on every rank).
+  BatcherPosition position;
+  std::int64_t epoch = 0;  // the epoch the batch belongs to
 };
 
 struct DataState {
@@ -21,14 +24,27 @@ struct DataState {
   std::deque<Prepared> ready;  // prefetched training batches, oldest first
 };
 
-Prepared draw(Batcher& batcher, const ActorContext& ctx) {
+batch_data draw(Batcher& batcher, const ActorContext& ctx) {
   auto span = ctx.span("load_batch", "data");
-  Prepared p;
-  p.position = batcher.position();
   Tensor inputs, targets;
   batcher.next(inputs, targets);
-  p.batch = batch_data{TensorHandle(inputs), TensorHandle(targets)};
-  return p;
+  return batch_data{TensorHandle(inputs), TensorHandle(targets)};
+}
+
+// One step's micro-batches of this rank (`count` of them), out of the global step's
+// data_parallel_size × count.
+void draw_step(DataState& st, std::int64_t count) {
+  const BatcherPosition start = st.train->position();
+  const std::int64_t first = st.options.data_parallel_rank * count;
+  for (std::int64_t i = 0; i < st.options.data_parallel_size * count; ++i) {
+    if (i >= first && i < first + count) {
+      const BatcherPosition own = st.train->position();
+      st.ready.push_back(Prepared{draw(*st.train, st.ctx),
+                                  st.options.data_parallel_size == 1 ? own : start, own.epoch});
+    } else {
+      st.train->skip();
+    }
+  }
 }
 
 data_actor::behavior_type data_behavior(data_actor::stateful_pointer<DataState> self,
@@ -45,6 +61,11 @@ data_actor::behavior_type data_behavior(data_actor::stateful_pointer<DataState> 
   st.eval = std::make_unique<Batcher>(std::move(eval), eval_options);
   st.options = options;
   st.ctx = std::move(ctx);
+  if (options.data_parallel_size < 1 || options.data_parallel_rank < 0 ||
+      options.data_parallel_rank >= options.data_parallel_size)
+    throw std::invalid_argument("data actor: data-parallel rank " +
+                                std::to_string(options.data_parallel_rank) + " of " +
+                                std::to_string(options.data_parallel_size) + " is not a rank");
   return {
       [self](const next_batches& request) -> caf::result<batches_reply> {
         auto& st = self->state;
@@ -57,27 +78,26 @@ data_actor::behavior_type data_behavior(data_actor::stateful_pointer<DataState> 
           const auto epoch = st.eval->position().epoch;
           while (static_cast<std::int64_t>(reply.batches.size()) < request.count &&
                  st.eval->position().epoch == epoch)
-            reply.batches.push_back(draw(*st.eval, st.ctx).batch);
+            reply.batches.push_back(draw(*st.eval, st.ctx));
           reply.epoch_finished = st.eval->position().epoch != epoch;
           return reply;
         }
         for (std::int64_t i = 0; i < request.count; ++i) {
-          if (st.ready.empty()) st.ready.push_back(draw(*st.train, st.ctx));
+          if (st.ready.empty()) draw_step(st, request.count);
           reply.batches.push_back(st.ready.front().batch);
           // The batch's epoch is that of the position it was drawn from: the batcher itself is
           // already past the epoch's end after its last batch, or further on after prefetching.
-          reply.epoch = st.ready.front().position.epoch;
+          reply.epoch = st.ready.front().epoch;
           st.ready.pop_front();
         }
         // Prepare the next step's batches after this reply is on its way.
         if (st.options.prefetch > 0)
-          self->send(self, prefetch_atom::value, request.count * st.options.prefetch);
+          self->send(self, prefetch_atom::value, request.count, st.options.prefetch);
         return reply;
       },
-      [self](prefetch_atom, std::int64_t target) {
+      [self](prefetch_atom, std::int64_t count, std::int64_t steps) {
         auto& st = self->state;
-        while (static_cast<std::int64_t>(st.ready.size()) < target)
-          st.ready.push_back(draw(*st.train, st.ctx));
+        while (static_cast<std::int64_t>(st.ready.size()) < count * steps) draw_step(st, count);
       },
       [self](rewind_eval) {
         self->state.eval->seek(BatcherPosition{0, 0});

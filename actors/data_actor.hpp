@@ -23,6 +23,12 @@ struct DataActorOptions {
   std::int64_t eval_batch_size = 256;
   std::int64_t prefetch = 1;  // steps' worth of batches prepared ahead; 0 = none
   BatcherPosition start;      // where training batches begin (a checkpoint's position)
+  // Data parallelism: a step's global batch is data_parallel_size × count micro-batches read in
+  // order, and rank r takes micro-batches [r·count, (r + 1)·count) of it, skipping the others
+  // unread. Positions (get_position, set_position) are those of a step's start, the same on
+  // every rank. Evaluation is not sharded: every rank streams the whole split.
+  std::int64_t data_parallel_rank = 0;
+  std::int64_t data_parallel_size = 1;
 };
 
 data_actor spawn_data_actor(caf::actor_system& system, std::shared_ptr<const Dataset> train,

@@ -30,7 +30,7 @@ struct GateState {
   MoELayer* layer = nullptr;
   std::int64_t layer_index = 0;
   comm_actor comm;
-  std::uint64_t seed = 0;
+  RoutingNoise noise;
   ActorContext ctx;
   pipeline_links links;
   std::map<MicroBatchKey, InFlight> in_flight;
@@ -53,8 +53,10 @@ void route_and_dispatch(Self self, const forward_work& msg, pipeline_stage_actor
   Tensor rows;
   {
     auto span = st.ctx.span("route", "compute");
-    SeededNoise noise(
-        st.seed, noise_stream_id(msg.key.step, msg.key.micro_batch, st.layer_index, msg.training));
+    const std::int64_t micro_batch =
+        msg.key.micro_batch + (msg.training ? st.noise.micro_batch_offset : 0);
+    SeededNoise noise(st.noise.seed,
+                      noise_stream_id(msg.key.step, micro_batch, st.layer_index, msg.training));
     f.plan = st.layer->router().route(f.x, msg.training, noise);
     rows = permute_tokens(f.x, f.plan);
   }
@@ -113,13 +115,13 @@ void finish_backward(Self self, const MicroBatchKey& key, const Tensor& grad_row
 }
 
 gate_actor::behavior_type gate_behavior(Self self, std::shared_ptr<Model> model, std::int64_t layer,
-                                        comm_actor comm, std::uint64_t seed, ActorContext ctx) {
+                                        comm_actor comm, RoutingNoise noise, ActorContext ctx) {
   auto& st = self->state;
   st.layer = &model->moe_layer(layer);
   st.model = std::move(model);
   st.layer_index = layer;
   st.comm = std::move(comm);
-  st.seed = seed;
+  st.noise = noise;
   st.ctx = std::move(ctx);
   st.readiness.set_source(st.ctx.completion);
   return {
@@ -159,9 +161,9 @@ gate_actor::behavior_type gate_behavior(Self self, std::shared_ptr<Model> model,
 }  // namespace
 
 gate_actor spawn_gate_actor(caf::actor_system& system, std::shared_ptr<Model> model,
-                            std::int64_t layer, comm_actor comm, std::uint64_t seed,
+                            std::int64_t layer, comm_actor comm, RoutingNoise noise,
                             ActorContext context) {
-  return system.spawn(gate_behavior, std::move(model), layer, std::move(comm), seed,
+  return system.spawn(gate_behavior, std::move(model), layer, std::move(comm), noise,
                       std::move(context));
 }
 

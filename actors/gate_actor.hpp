@@ -20,10 +20,19 @@
 
 namespace troupe {
 
-// `seed` keys the routing noise (see models/noise_stream.hpp); `comm` is the comm actor of the
-// layer's expert-parallel group.
+// What keys the routing noise (models/noise_stream.hpp): the seed, and the global index of this
+// rank's first micro-batch of a step. With data parallelism rank r's micro-batch m is global
+// micro-batch r·gradient_accumulation_steps + m, so no two ranks draw the same noise and the run
+// draws what one process running the whole global batch would. Evaluation is not sharded, so its
+// micro-batches keep their own index.
+struct RoutingNoise {
+  std::uint64_t seed = 0;
+  std::int64_t micro_batch_offset = 0;
+};
+
+// `comm` is the comm actor of the layer's expert-parallel group.
 gate_actor spawn_gate_actor(caf::actor_system& system, std::shared_ptr<Model> model,
-                            std::int64_t layer, comm_actor comm, std::uint64_t seed,
+                            std::int64_t layer, comm_actor comm, RoutingNoise noise,
                             ActorContext context);
 
 }  // namespace troupe

@@ -68,17 +68,16 @@ using pipeline_actor = pipeline_sink_actor::extend<caf::replies_to<run_step>::wi
 
 // ---- data --------------------------------------------------------------------------------------
 
-// The data actor sends this (with the number of batches to have ready) to itself after a reply,
-// so the next step's batches are prepared while the current step trains.
+// The data actor sends this (with a step's micro-batches and the steps to have ready) to itself
+// after a reply, so the next step's batches are prepared while the current step trains.
 using prefetch_atom = caf::atom_constant<caf::atom("prefetch")>;
 
 // Data actor (actors/data_actor.hpp): trainer → next_batches → batches_reply; rewind_eval →
 // (empty reply); get_position → data_position; set_position → (empty reply); itself → prefetch.
-using data_actor =
-    caf::typed_actor<caf::replies_to<next_batches>::with<batches_reply>,
-                     caf::reacts_to<rewind_eval>,
-                     caf::replies_to<get_position>::with<data_position>,
-                     caf::reacts_to<set_position>, caf::reacts_to<prefetch_atom, std::int64_t>>;
+using data_actor = caf::typed_actor<
+    caf::replies_to<next_batches>::with<batches_reply>, caf::reacts_to<rewind_eval>,
+    caf::replies_to<get_position>::with<data_position>, caf::reacts_to<set_position>,
+    caf::reacts_to<prefetch_atom, std::int64_t, std::int64_t>>;
 
 // ---- optimizer ---------------------------------------------------------------------------------
 

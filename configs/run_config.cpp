@@ -304,8 +304,8 @@ DataSection parse_data(JsonSection& root) {
 
 // ---- runtime ------------------------------------------------------------------------------------
 
-RuntimeSection parse_runtime(JsonSection& root, const std::string& name,
-                             const ModelSection& model) {
+RuntimeSection parse_runtime(JsonSection& root, const std::string& name, const ModelSection& model,
+                             std::int64_t launched_world_size) {
   JsonSection section = root.required_section("runtime", "{\"epochs\": 3}");
   RuntimeSection out;
   out.device = section.choice("device", "cpu", {"cpu", "cuda"});
@@ -313,11 +313,15 @@ RuntimeSection parse_runtime(JsonSection& root, const std::string& name,
     section.fail("device",
                  "\"cuda\" is not implemented yet in troupe (issue area: CUDA backend); "
                  "use \"cpu\"");
-  out.world_size = section.integer("world_size", 1, 1);
-  if (out.world_size > 1)
-    section.fail("world_size",
-                 "multi-rank training is not implemented yet (issue area: "
-                 "multi-rank runtime and comm); use 1");
+  // The launcher's WORLD_SIZE wins; a config that names another size is a mistake worth stopping.
+  const auto configured = section.optional_integer("world_size", 1);
+  if (launched_world_size > 0 && configured && *configured != launched_world_size)
+    section.fail("world_size", "is " + std::to_string(*configured) +
+                                   " but this process was launched as one of " +
+                                   std::to_string(launched_world_size) +
+                                   " ranks (WORLD_SIZE = " + std::to_string(launched_world_size) +
+                                   "): make them agree, or leave runtime.world_size out");
+  out.world_size = launched_world_size > 0 ? launched_world_size : configured.value_or(1);
   out.pipeline_depth = section.integer("pipeline_depth", out.pipeline_depth, 1, 64);
   if (auto shards = section.optional_integer("expert_shards", 1)) {
     if (model.has_moe() && model.moe.local_experts() % *shards != 0)
@@ -350,6 +354,7 @@ RuntimeSection parse_runtime(JsonSection& root, const std::string& name,
   out.eval_interval = section.integer("eval_interval", 0, 0);
   out.eval_batches = section.integer("eval_batches", 0, 0);
   out.trace_file = section.string("trace_file", "");
+  out.master_timeout = section.number("master_timeout", out.master_timeout, 0.001, 86400.0);
   out.metrics_file = section.string("metrics_file", "runs/" + name + "/metrics.jsonl");
   out.checkpoint.dir = "runs/" + name + "/checkpoints";
   if (auto checkpoint = section.section("checkpoint")) {
@@ -444,6 +449,11 @@ void check_model_against_data(JsonSection& root, RunConfig& config) {
 void check_expert_layout(JsonSection& root, const RunConfig& config) {
   if (!config.model.has_moe()) return;
   const std::int64_t ep_size = config.model.moe.ep_size;
+  if (ep_size > 1 && config.gradient_clipping > 0.0)
+    throw ConfigError(root.source(), "gradient_clipping",
+                      "with model.moe.ep_size " + std::to_string(ep_size) +
+                          " is not implemented yet (the global norm must add every "
+                          "expert-parallel rank's experts): use 0, or ep_size 1");
   if (config.runtime.world_size % ep_size != 0)
     throw ConfigError(
         root.source(), "model.moe.ep_size",
@@ -455,6 +465,13 @@ void check_expert_layout(JsonSection& root, const RunConfig& config) {
 // Stage 0 keeps one optimizer state per parameter group; stage 1 partitions each group's state
 // over runtime.optimizer_partitions actors.
 void check_zero_stage(const JsonSection& root, const RunConfig& config) {
+  if (config.runtime.world_size > 1 && config.zero_optimization.stage >= 1)
+    throw ConfigError(root.source(), "zero_optimization.stage",
+                      "ZeRO stage " + std::to_string(config.zero_optimization.stage) +
+                          " over several ranks is not implemented yet (runtime.world_size " +
+                          std::to_string(config.runtime.world_size) +
+                          "): use stage 0, where every rank keeps the whole optimizer state of "
+                          "its parameters");
   const std::int64_t partitions = config.runtime.optimizer_partitions;
   if (config.zero_optimization.stage == 0 && partitions > 1)
     throw ConfigError(root.source(), "runtime.optimizer_partitions",
@@ -510,14 +527,15 @@ class DuplicateKeyCheck {
 
 }  // namespace
 
-RunConfig parse_run_config(const nlohmann::json& document, const std::string& source_name) {
+RunConfig parse_run_config(const nlohmann::json& document, const std::string& source_name,
+                           std::int64_t launched_world_size) {
   JsonSection root(document, "", source_name);
   RunConfig config;
   config.name = run_name(source_name);
   config.description = root.string("description", "");
   config.model = parse_model(root);
   config.data = parse_data(root);
-  config.runtime = parse_runtime(root, config.name, config.model);
+  config.runtime = parse_runtime(root, config.name, config.model, launched_world_size);
   resolve_batch_sizes(root, config);
   const std::int64_t world_size = config.runtime.world_size;
   config.optimizer = parse_optimizer(root, world_size);
@@ -556,9 +574,10 @@ constexpr std::string_view kTroupeSections[] = {"description", "model", "data", 
 
 }  // namespace
 
-RunConfig load_run_config(const std::string& path, const std::string& deepspeed_config_path) {
+RunConfig load_run_config(const std::string& path, const std::string& deepspeed_config_path,
+                          std::int64_t launched_world_size) {
   nlohmann::json document = read_json_file(path);
-  if (deepspeed_config_path.empty()) return parse_run_config(document, path);
+  if (deepspeed_config_path.empty()) return parse_run_config(document, path, launched_world_size);
 
   const nlohmann::json deepspeed = read_json_file(deepspeed_config_path);
   if (!document.is_object())
@@ -581,7 +600,7 @@ RunConfig load_run_config(const std::string& path, const std::string& deepspeed_
   }
   // Errors name the file their key came from.
   try {
-    return parse_run_config(document, path);
+    return parse_run_config(document, path, launched_world_size);
   } catch (const ConfigError& error) {
     const std::string& key_path = error.key_path();
     const std::string head = key_path.substr(0, key_path.find_first_of(".["));

@@ -192,7 +192,10 @@ struct RuntimeSection {
   std::int64_t eval_interval = 0;  // optimizer steps between evaluations; 0 = after each epoch
   std::int64_t eval_batches = 0;   // 0 = the whole evaluation set
   std::string trace_file;          // Chrome-trace JSON; empty = no tracing
-  std::string metrics_file;        // default "runs/<config name>/metrics.jsonl"
+  // Seconds a rank waits for the master (MASTER_ADDR:MASTER_PORT) and for its peers at start-up,
+  // and for the others at the final barrier.
+  double master_timeout = 60.0;
+  std::string metrics_file;  // default "runs/<config name>/metrics.jsonl"
   CheckpointSection checkpoint;
   std::int64_t log_interval = 0;  // optimizer steps between log lines; default steps_per_print
 };
@@ -230,10 +233,14 @@ struct RunConfig {
 // `deepspeed_config_path` (troupe train's --deepspeed_config, DeepSpeed's own flag), the DeepSpeed
 // keys come from that file unchanged and `path` holds troupe's model, data and runtime sections
 // (it may hold DeepSpeed keys too); a top-level key set in both files is an error naming both, and
-// an error about a key from the DeepSpeed file names that file.
-RunConfig load_run_config(const std::string& path, const std::string& deepspeed_config_path = "");
+// an error about a key from the DeepSpeed file names that file. `launched_world_size` is the
+// launcher's WORLD_SIZE (0: not launched): it becomes runtime.world_size, and a config that sets
+// another value is an error naming both.
+RunConfig load_run_config(const std::string& path, const std::string& deepspeed_config_path = "",
+                          std::int64_t launched_world_size = 0);
 // Validates an already parsed document; `source_name` prefixes error messages and its stem names
 // the run.
-RunConfig parse_run_config(const nlohmann::json& document, const std::string& source_name);
+RunConfig parse_run_config(const nlohmann::json& document, const std::string& source_name,
+                           std::int64_t launched_world_size = 0);
 
 }  // namespace troupe

@@ -91,6 +91,14 @@ void Batcher::next(Tensor& inputs, Tensor& targets) {
   dataset_->gather(std::span<const std::int64_t>(order_).subspan(
                        static_cast<std::size_t>(position_.index), static_cast<std::size_t>(count)),
                    inputs, targets);
+  advance(count);
+}
+
+void Batcher::skip() {
+  advance(std::min(options_.batch_size, epoch_end() - position_.index));
+}
+
+void Batcher::advance(std::int64_t count) {
   position_.index += count;
   if (position_.index == epoch_end()) position_ = {position_.epoch + 1, 0};
 }

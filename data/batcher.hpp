@@ -51,6 +51,8 @@ class Batcher {
   // The next batch (batch_size samples; fewer only for the last batch of an epoch without
   // drop_last): fresh tensors from Dataset::gather.
   void next(Tensor& inputs, Tensor& targets);
+  // Moves past the next batch without reading it (another data-parallel rank's micro-batch).
+  void skip();
 
   // Epoch `epoch`'s sample order: a permutation of 0..samples()−1.
   std::vector<std::int64_t> epoch_order(std::int64_t epoch) const;
@@ -58,6 +60,7 @@ class Batcher {
  private:
   std::int64_t epoch_end() const;  // samples handed out per epoch
   void load_order(std::int64_t epoch);
+  void advance(std::int64_t count);  // past `count` samples of the current epoch
 
   std::shared_ptr<const Dataset> dataset_;
   BatcherOptions options_;

@@ -187,8 +187,8 @@ LayerResults run_actors(caf::actor_system& system, const std::shared_ptr<Model>&
   }
   const comm_actor comm = spawn_comm_actor(system, CommActorSpec{kMicroBatches, {shards}},
                                            ActorContext{"comm.ep", recorder});
-  const gate_actor gate =
-      spawn_gate_actor(system, model, 0, comm, kNoiseSeed, ActorContext{"gate.l0", recorder});
+  const gate_actor gate = spawn_gate_actor(system, model, 0, comm, RoutingNoise{kNoiseSeed},
+                                           ActorContext{"gate.l0", recorder});
   // The actors' addresses, to monitor and stop them whatever their interfaces; the typed handles
   // above keep them alive.
   std::vector<caf::actor_addr> actors;

@@ -117,8 +117,8 @@ GPT::GPT(const GPTConfig& config)
       block.mlp->fc().init_normal(kInitStd, rng);
       block.mlp->proj().init_normal(residual_std, rng);
     } else {
-      moe_.push_back(std::make_unique<MoELayer>(config_.layer_moe_config(), rng(),
-                                                "h." + std::to_string(b) + ".moe"));
+      moe_.push_back(std::make_unique<MoELayer>(
+          config_.layer_moe_config(), rng(), "h." + std::to_string(b) + ".moe", config_.ep_rank));
     }
   }
   lm_head_.init_normal(kInitStd, rng);

@@ -50,6 +50,9 @@ struct GPTConfig {
   MoEConfig moe;
   float aux_loss_coef = 0.01f;
   std::uint64_t init_seed = 0;
+  // This process's rank in its expert-parallel group: each MoE layer holds experts
+  // [ep_rank·L, (ep_rank+1)·L), L = moe.num_experts / ep_size.
+  std::int64_t ep_rank = 0;
 
   // Throws std::invalid_argument naming the field, its value and what is allowed.
   void validate() const;

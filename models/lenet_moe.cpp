@@ -79,7 +79,7 @@ LeNetMoE::LeNetMoE(const LeNetMoEConfig& config)
   fc2_.init_pytorch(rng);
   fc4_.init_pytorch(rng);
   if (config_.use_moe) {
-    moe_ = std::make_unique<MoELayer>(config_.moe, rng(), "fc3");
+    moe_ = std::make_unique<MoELayer>(config_.moe, rng(), "fc3", config_.ep_rank);
   } else {
     dense_ = std::make_unique<DenseMLP>("fc3", config_.moe.hidden_size, config_.moe.ffn_hidden_size,
                                         config_.moe.activation);

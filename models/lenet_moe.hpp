@@ -36,6 +36,9 @@ struct LeNetMoEConfig {
   MoEConfig moe = lenet_default_moe_config();  // its hidden/ffn sizes and activation shape fc3
   float aux_loss_coef = 0.01f;
   std::uint64_t init_seed = 0;
+  // This process's rank in its expert-parallel group: it holds experts [ep_rank·L, (ep_rank+1)·L)
+  // of moe.num_experts, L = num_experts / ep_size. Every other parameter is the same on all ranks.
+  std::int64_t ep_rank = 0;
 
   // Throws std::invalid_argument naming the field: sizes must be ≥ 1, height and width ≥ 16 (so
   // both pools get at least 2×2), num_classes ≥ 2, aux_loss_coef finite and ≥ 0, moe valid.

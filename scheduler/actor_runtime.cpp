@@ -83,13 +83,21 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
     comm_spec.layers.push_back(std::move(shards));
   }
   if (layers > 0) {
-    // One expert-parallel group in one process: one communicator for every MoE layer.
+    // One expert-parallel group serves every MoE layer: one communicator, one comm actor.
+    const int ep_size = options.expert_parallel ? options.expert_parallel->size() : 1;
+    if (ep_size != model_->moe_layer(0).config().ep_size)
+      throw std::invalid_argument("the expert-parallel communicator has " +
+                                  std::to_string(ep_size) +
+                                  " rank(s) but the model was built for model.moe.ep_size = " +
+                                  std::to_string(model_->moe_layer(0).config().ep_size));
+    comm_spec.communicator = options.expert_parallel;
     comm_ =
         spawn_comm_actor(system_, std::move(comm_spec), context("comm.ep"), options.comm_observer);
     keep(comm_);
   }
   for (std::int64_t l = 0; l < layers; ++l)
-    gates.push_back(spawn_gate_actor(system_, model_, l, comm_, options.seed,
+    gates.push_back(spawn_gate_actor(system_, model_, l, comm_,
+                                     RoutingNoise{options.seed, options.micro_batch_offset},
                                      context("gate.l" + std::to_string(l))));
   for (std::size_t r = 1; r < first_stages.size(); ++r) keep(first_stages[r]);
   for (const auto& s : stages) keep(s);

@@ -32,14 +32,19 @@ struct RuntimeOptions {
   std::int64_t optimizer_partitions = 1;  // per parameter group (non-expert, expert)
   bool offload_optimizer = false;         // ZeRO-Offload: Adam in the offload manager
   AdamParams adam;
-  std::uint64_t seed = 0;                   // routing noise
+  std::uint64_t seed = 0;  // routing noise
+  // The global index of this rank's first micro-batch of a step (data-parallel rank ×
+  // gradient_accumulation_steps): keys its routing noise (actors/gate_actor.hpp).
+  std::int64_t micro_batch_offset = 0;
   std::shared_ptr<TraceRecorder> recorder;  // null: no tracing
   // Delivers handle_ready for handles not ready on arrival; null: the process-wide poller.
   std::shared_ptr<CompletionSource> completion;
   IssueObserver comm_observer;  // tests: sees every collective the comm actor issues, in order
   // This process's communicators (comm/communicator.hpp); null: this process alone (local).
-  // Non-expert gradients are reduced over data_parallel, expert gradients over
-  // expert_data_parallel; both are scaled by 1 / data_parallel's size.
+  // Token rows move over expert_parallel (its size must be the models' ep_size); non-expert
+  // gradients are reduced over data_parallel, expert gradients over expert_data_parallel; both
+  // are scaled by 1 / data_parallel's size.
+  std::shared_ptr<Communicator> expert_parallel;
   std::shared_ptr<Communicator> data_parallel;
   std::shared_ptr<Communicator> expert_data_parallel;
 };

@@ -81,7 +81,7 @@ void load_text(RunConfig& config, RunSetup& setup) {
 
 }  // namespace
 
-RunSetup build_run(RunConfig& config) {
+RunSetup build_run(RunConfig& config, std::int64_t ep_rank) {
   RunSetup setup;
   if (config.data.dataset == DatasetKind::kjv_text) {
     if (!config.model.is_gpt())
@@ -105,6 +105,7 @@ RunSetup build_run(RunConfig& config) {
     c.moe = moe_config_from(config);
     c.aux_loss_coef = static_cast<float>(m.aux_loss_coef);
     c.init_seed = m.init_seed;
+    c.ep_rank = ep_rank;
     setup.model = std::make_shared<LeNetMoE>(c);
   } else {
     GPTConfig c;
@@ -120,6 +121,7 @@ RunSetup build_run(RunConfig& config) {
     c.activation = c.moe.activation;
     c.aux_loss_coef = static_cast<float>(m.aux_loss_coef);
     c.init_seed = m.init_seed;
+    c.ep_rank = ep_rank;
     setup.model = std::make_shared<GPT>(c);
   }
   return setup;

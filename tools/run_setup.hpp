@@ -26,7 +26,7 @@ MoEConfig moe_config_from(const RunConfig& config);
 
 // Reads the data (filling the dataset-dependent model fields: image shape, classes, vocabulary)
 // and builds the model. Throws std::runtime_error / std::invalid_argument with the config key
-// and value that caused it.
-RunSetup build_run(RunConfig& config);
+// and value that caused it. The model holds the experts of expert-parallel rank `ep_rank`.
+RunSetup build_run(RunConfig& config, std::int64_t ep_rank = 0);
 
 }  // namespace troupe

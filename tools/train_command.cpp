@@ -11,6 +11,7 @@
 #include "actors/data_actor.hpp"
 #include "actors/trace_actor.hpp"
 #include "actors/trainer_actor.hpp"
+#include "comm/rank_world.hpp"
 #include "configs/lr_schedule.hpp"
 #include "configs/run_config.hpp"
 #include "kernels/ops/gemm.hpp"
@@ -61,12 +62,61 @@ int plot_run(const std::string& metrics_file, const std::string& trace_file) {
   return code;
 }
 
-int train(RunConfig config, const TrainCommand& command) {
+// "runs/x/trace.json" → "runs/x/trace.rank1.json": each rank writes its own file.
+std::string per_rank_path(const std::string& path, int rank) {
+  std::filesystem::path p(path);
+  return (p.parent_path() /
+          (p.stem().string() + ".rank" + std::to_string(rank) + p.extension().string()))
+      .string();
+}
+
+// This rank's communicators (none with one rank).
+std::unique_ptr<RankWorld> connect_ranks(const RunConfig& config, const RankEnvironment& rank) {
+  if (config.runtime.world_size == 1) return nullptr;
+  if (rank.master_addr.empty() || rank.master_port <= 0)
+    throw std::invalid_argument(
+        "rank " + std::to_string(rank.rank) + " of " + std::to_string(rank.world_size) + " (" +
+        rank.launcher +
+        " environment) needs MASTER_ADDR and MASTER_PORT: the address and a free port of the "
+        "host of rank 0, where the ranks meet");
+  RankWorldOptions options;
+  options.rank = static_cast<int>(rank.rank);
+  options.dims.world_size = static_cast<int>(config.runtime.world_size);
+  options.dims.ep_size = static_cast<int>(config.model.moe.ep_size);
+  options.master_addr = rank.master_addr;
+  options.master_port = static_cast<std::uint16_t>(rank.master_port);
+  options.timeout =
+      std::chrono::milliseconds(static_cast<std::int64_t>(config.runtime.master_timeout * 1000.0));
+  spdlog::info("rank {} of {}: meeting the others at {}:{} (ep_size {})", rank.rank,
+               rank.world_size, rank.master_addr, rank.master_port, options.dims.ep_size);
+  auto world = RankWorld::connect(options);
+  spdlog::info("rank {}: connected: {}", rank.rank, world->world->describe());
+  return world;
+}
+
+// The index of world rank `rank` in `group`.
+std::int64_t position_in(const RankList& group, std::int64_t rank) {
+  for (std::size_t i = 0; i < group.size(); ++i)
+    if (group[i] == rank) return static_cast<std::int64_t>(i);
+  throw std::logic_error("rank " + std::to_string(rank) + " is not in its own group");
+}
+
+int train(RunConfig config, const TrainCommand& command, const RankEnvironment& rank) {
   if (config.runtime.executor != ExecutorKind::actors)
     throw ConfigError(config.name, "runtime.executor",
                       "\"sequential\" is the reference executor the tests compare against; "
                       "`troupe train` runs \"actors\"");
-  RunSetup setup = build_run(config);
+  std::unique_ptr<RankWorld> world = connect_ranks(config, rank);
+  const bool multi_rank = world != nullptr;
+  const bool rank0 = rank.rank == 0;
+  // Logs, metrics and the printed results come from rank 0; the others report only problems.
+  if (!rank0) spdlog::set_level(spdlog::level::warn);
+  const std::int64_t ep_rank =
+      multi_rank ? position_in(world->groups().expert_parallel, rank.rank) : 0;
+  const std::int64_t dp_rank =
+      multi_rank ? position_in(world->groups().data_parallel, rank.rank) : 0;
+  const std::int64_t dp_size = config.data_parallel_size();
+  RunSetup setup = build_run(config, ep_rank);
   spdlog::info("data: {}", setup.data_summary);
   Model& model = *setup.model;
   spdlog::info("model: {} | {} dense + {} expert parameters | {} MoE layer(s)", model.name(),
@@ -79,7 +129,7 @@ int train(RunConfig config, const TrainCommand& command) {
       config.data.limit_train_samples > 0
           ? std::min(config.data.limit_train_samples, setup.train->size())
           : setup.train->size();
-  const std::int64_t steps_per_epoch = train_samples / (micro * accumulation);
+  const std::int64_t steps_per_epoch = train_samples / (micro * accumulation * dp_size);
   if (steps_per_epoch < 1)
     throw ConfigError(config.name, "train_batch_size",
                       std::to_string(config.train_batch_size) +
@@ -90,8 +140,9 @@ int train(RunConfig config, const TrainCommand& command) {
                                  : config.runtime.epochs * steps_per_epoch;
   if (command.steps > 0) total_steps = command.steps;
 
-  const std::string trace_file =
+  std::string trace_file =
       !command.trace_file.empty() ? command.trace_file : config.runtime.trace_file;
+  if (multi_rank && !trace_file.empty()) trace_file = per_rank_path(trace_file, rank.rank);
   std::shared_ptr<TraceRecorder> recorder;
   if (!trace_file.empty()) recorder = std::make_shared<TraceRecorder>("troupe " + config.name);
 
@@ -117,7 +168,13 @@ int train(RunConfig config, const TrainCommand& command) {
   ro.offload_optimizer = config.zero_optimization.offload_optimizer.device == OffloadDevice::cpu;
   ro.adam = adam_from(config.optimizer);
   ro.seed = config.runtime.seed;
+  ro.micro_batch_offset = dp_rank * accumulation;
   ro.recorder = recorder;
+  if (multi_rank) {
+    ro.expert_parallel = world->expert_parallel;
+    ro.data_parallel = world->data_parallel;
+    ro.expert_data_parallel = world->expert_data_parallel;
+  }
   ActorRuntime runtime(system, setup.model, ro);
 
   DataActorOptions data;
@@ -127,6 +184,10 @@ int train(RunConfig config, const TrainCommand& command) {
   data.train.limit_samples = config.data.limit_train_samples;
   data.eval_batch_size = std::max<std::int64_t>(micro, 256);
   data.prefetch = config.data.prefetch;
+  data.data_parallel_rank = dp_rank;
+  data.data_parallel_size = dp_size;
+  // Each rank keeps its own checkpoints (its experts; its copy of the rest).
+  if (multi_rank) config.runtime.checkpoint.dir += "/rank" + std::to_string(rank.rank);
 
   TrainerOptions to;
   if (!command.resume.empty()) {
@@ -191,6 +252,7 @@ int train(RunConfig config, const TrainCommand& command) {
       config.runtime.log_interval > 0 ? config.runtime.log_interval : config.steps_per_print;
   to.metrics_file =
       !command.metrics_file.empty() ? command.metrics_file : config.runtime.metrics_file;
+  if (!rank0) to.metrics_file.clear();
   to.checkpoint_dir = config.runtime.checkpoint.dir;
   to.checkpoint_interval = config.runtime.checkpoint.interval;
   to.checkpoint_keep = config.runtime.checkpoint.keep;
@@ -213,10 +275,11 @@ int train(RunConfig config, const TrainCommand& command) {
                      runtime.gradient_buckets(), runtime.gradient_reductions()};
   auto trainer = spawn_trainer_actor(system, setup.model, to, links, {"trainer", recorder});
   spdlog::info(
-      "training: {} steps of {} samples ({} micro-batches of {}), {} steps per epoch, "
-      "pipeline depth {}, {} expert shard(s) per layer, {} optimizer partition(s){}",
-      total_steps, config.train_batch_size, accumulation, micro, steps_per_epoch, ro.pipeline_depth,
-      ro.expert_shards, runtime.partitions().size(), ro.offload_optimizer ? ", ZeRO-Offload" : "");
+      "training: {} steps of {} samples ({} rank(s) x {} micro-batches of {}), {} steps per "
+      "epoch, pipeline depth {}, {} expert shard(s) per layer, {} optimizer partition(s){}",
+      total_steps, config.train_batch_size, dp_size, accumulation, micro, steps_per_epoch,
+      ro.pipeline_depth, ro.expert_shards, runtime.partitions().size(),
+      ro.offload_optimizer ? ", ZeRO-Offload" : "");
   if (!to.metrics_file.empty()) spdlog::info("metrics: {}", to.metrics_file);
 
   int exit_code = 0;
@@ -233,6 +296,8 @@ int train(RunConfig config, const TrainCommand& command) {
                            checkpoint.empty() ? " (no checkpoint: checkpoints are off)"
                                               : "; --resume continues it");
               exit_code = 128 + signal;
+            } else if (!rank0) {
+              // Rank 0 prints the results.
             } else if (setup.language_model) {
               std::printf("validation loss: %.4f nats/char = %.4f bits/char (%lld characters)\n",
                           s.eval_loss, s.eval_loss / std::log(2.0),
@@ -241,8 +306,9 @@ int train(RunConfig config, const TrainCommand& command) {
               std::printf("test accuracy: %.2f%% (%lld images)\n", 100.0 * s.eval_accuracy,
                           static_cast<long long>(s.eval_count));
             }
-            std::printf("steps: %lld, wall time: %.1f s\n", static_cast<long long>(s.steps),
-                        s.wall_seconds);
+            if (rank0)
+              std::printf("steps: %lld, wall time: %.1f s\n", static_cast<long long>(s.steps),
+                          s.wall_seconds);
           },
           [&](const caf::error& e) {
             spdlog::error("training failed: {}", caf::to_string(e));
@@ -261,6 +327,10 @@ int train(RunConfig config, const TrainCommand& command) {
   self->send_exit(trainer, caf::exit_reason::user_shutdown);
   self->send_exit(data_actor, caf::exit_reason::user_shutdown);
   runtime.shutdown();
+  // No rank disconnects while a peer may still wait on it.
+  if (multi_rank && exit_code == 0)
+    world->finish(std::chrono::milliseconds(
+        static_cast<std::int64_t>(config.runtime.master_timeout * 1000.0)));
   if (exit_code == 0 && command.plot) exit_code = plot_run(to.metrics_file, trace_file);
   // Last, so that scripts find the saved model on the last line.
   if (!checkpoint.empty()) std::printf("checkpoint: %s\n", checkpoint.c_str());
@@ -271,18 +341,22 @@ int train(RunConfig config, const TrainCommand& command) {
 
 int run_train(const TrainCommand& command) {
   RunConfig config;
+  RankEnvironment rank;
   try {
-    // This build trains on one rank: a launcher asking for more gets a clear refusal rather than
-    // WORLD_SIZE independent copies of the run.
-    const RankEnvironment rank = read_rank_environment(current_environment());
-    if (rank.world_size > 1) {
+    rank = read_rank_environment(current_environment());
+    const bool launched = rank.launcher != "none";
+    config = load_run_config(command.config_path, command.deepspeed_config_path,
+                             launched ? rank.world_size : 0);
+    if (!launched && config.runtime.world_size > 1) {
       spdlog::error(
-          "this process is rank {} of {} ({} environment), but troupe trains on one rank so "
-          "far: multi-rank training is not implemented yet; start one process (WORLD_SIZE=1)",
-          rank.rank, rank.world_size, rank.launcher);
+          "{}: runtime.world_size is {}, but this process was not started by a launcher (no "
+          "RANK / WORLD_SIZE in its environment): start the ranks with `tools/troupe-launch "
+          "--nproc_per_node {} {}` (or torchrun, srun or mpirun, with MASTER_ADDR and "
+          "MASTER_PORT set)",
+          command.config_path, config.runtime.world_size, config.runtime.world_size,
+          command.config_path);
       return 2;
     }
-    config = load_run_config(command.config_path, command.deepspeed_config_path);
   } catch (const ConfigError& e) {
     spdlog::error("{}", e.what());
     return 2;
@@ -291,7 +365,7 @@ int run_train(const TrainCommand& command) {
     return 2;
   }
   try {
-    return train(std::move(config), command);
+    return train(std::move(config), command, rank);
   } catch (const ConfigError& e) {
     spdlog::error("{}", e.what());
     return 2;

@@ -364,9 +364,6 @@ TEST_CASE("bad configs: one ConfigError naming the key, the value and what is al
        {"divide runtime.world_size = 1", "(got 2)"}},
       {R"({"runtime": {"train_steps": 100}})", "runtime.train_steps", {"not both"}},
       {R"({"runtime": {"epochs": null}})", "runtime", {"runtime.epochs or runtime.train_steps"}},
-      {R"({"runtime": {"world_size": 2}})",
-       "runtime.world_size",
-       {"multi-rank training is not implemented yet", "(got 2)"}},
       {R"({"runtime": {"device": "cuda"}})",
        "runtime.device",
        {"not implemented yet", "use \"cpu\""}},
@@ -900,4 +897,28 @@ TEST_CASE("learning rates match DeepSpeed's WarmupLR / WarmupDecayLR formulas", 
           Approx(1e-3 * 0.30102999566398120).epsilon(tol));
     CHECK_THROWS_AS(troupe::learning_rate_for_update(optimizer, s, -1), std::invalid_argument);
   }
+}
+
+TEST_CASE("the launcher's WORLD_SIZE becomes runtime.world_size, and a different one is refused") {
+  json d = minimal();
+  d["model"]["moe"]["ep_size"] = 2;
+  const RunConfig launched = troupe::parse_run_config(d, "test.json", 4);
+  CHECK(launched.runtime.world_size == 4);
+  // train_batch_size 8 over 4 data-parallel ranks: micro-batches of 2.
+  CHECK(launched.train_micro_batch_size_per_gpu == 2);
+  CHECK(launched.gradient_accumulation_steps == 1);
+
+  d["runtime"]["world_size"] = 4;
+  CHECK(troupe::parse_run_config(d, "test.json", 4).runtime.world_size == 4);
+  d["runtime"]["world_size"] = 2;
+  try {
+    troupe::parse_run_config(d, "test.json", 4);
+    FAIL("a configured world size other than WORLD_SIZE was accepted");
+  } catch (const ConfigError& error) {
+    CHECK(error.key_path() == "runtime.world_size");
+    CHECK_THAT(error.what(),
+               Catch::Contains("is 2 but this process was launched as one of 4 ranks"));
+  }
+  // Without a launcher the config's own value stands (troupe train then says how to launch it).
+  CHECK(troupe::parse_run_config(d, "test.json").runtime.world_size == 2);
 }

@@ -1,5 +1,5 @@
 // Running the real `troupe` binary from a test (TROUPE_BINARY, defined for the test): spawning
-// `troupe train`, waiting for it, and reading what it logged.
+// `troupe train` (or any command), waiting for it, and reading what it logged.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -20,14 +20,10 @@ extern char** environ;
 
 namespace troupe::test {
 
-// Starts `troupe train CONFIG --metrics METRICS [extra...]` with output to LOG and, when
+// Starts `args` (args[0] is the program) with output to LOG, OPENBLAS_NUM_THREADS=1 and, when
 // `crash_at` is set, TROUPE_TEST_CRASH_AT in its environment.
-inline pid_t spawn_troupe(const std::filesystem::path& config, const std::filesystem::path& metrics,
-                          const std::filesystem::path& log, const std::vector<std::string>& extra,
-                          const std::string& crash_at = "") {
-  std::vector<std::string> args{TROUPE_BINARY, "train", config.string(), "--metrics",
-                                metrics.string()};
-  args.insert(args.end(), extra.begin(), extra.end());
+inline pid_t spawn_command(std::vector<std::string> args, const std::filesystem::path& log,
+                           const std::string& crash_at = "") {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e)
     if (std::strncmp(*e, "TROUPE_TEST_CRASH_AT=", 21) != 0) env.emplace_back(*e);
@@ -48,6 +44,16 @@ inline pid_t spawn_troupe(const std::filesystem::path& config, const std::filesy
   posix_spawn_file_actions_destroy(&actions);
   REQUIRE(rc == 0);
   return pid;
+}
+
+// Starts `troupe train CONFIG --metrics METRICS [extra...]` (see spawn_command).
+inline pid_t spawn_troupe(const std::filesystem::path& config, const std::filesystem::path& metrics,
+                          const std::filesystem::path& log, const std::vector<std::string>& extra,
+                          const std::string& crash_at = "") {
+  std::vector<std::string> args{TROUPE_BINARY, "train", config.string(), "--metrics",
+                                metrics.string()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return spawn_command(std::move(args), log, crash_at);
 }
 
 // Waits for `pid`; returns its wait status.

@@ -88,13 +88,16 @@ set -e
 [ "$rc" = 143 ] || fail "SIGTERM: exit code $rc, expected 143"
 pgrep -f "$dir/rank" > /dev/null && fail "SIGTERM: ranks still running"
 
-# 6. The real troupe train refuses WORLD_SIZE > 1 from an outside launcher, saying why.
+# 6. The real troupe train: a config of 2 ranks started without a launcher says how to start it.
 unset TROUPE_BIN
+sed -e 's/"runtime": {/"runtime": {"world_size": 2,/' -e 's/"stage": 1/"stage": 0/' \
+  -e 's/"optimizer_partitions": 2/"optimizer_partitions": 1/' \
+  "$source_dir/configs/fashion_mnist_moe.json" > "$dir/two.json"
 set +e
-WORLD_SIZE=2 RANK=1 "$launch" "$source_dir/configs/fashion_mnist_moe.json" > "$dir/world.err" 2>&1
+env -u WORLD_SIZE -u RANK "$launch" "$dir/two.json" > "$dir/two.err" 2>&1
 rc=$?
 set -e
-[ "$rc" = 2 ] || fail "WORLD_SIZE=2: exit code $rc, expected 2"
-grep -q "rank 1 of 2 (torchrun environment).*not implemented yet" "$dir/world.err" \
-  || fail "WORLD_SIZE=2: $(cat "$dir/world.err")"
+[ "$rc" = 2 ] || fail "world_size 2 without a launcher: exit code $rc, expected 2"
+grep -q "not started by a launcher.*troupe-launch --nproc_per_node 2" "$dir/two.err" \
+  || fail "world_size 2 without a launcher: $(cat "$dir/two.err")"
 echo "troupe-launch: all cases passed"

@@ -1,0 +1,73 @@
+// RankWorld: what one rank of a multi-process run connects at start-up, and holds until the end:
+// rank 0 serves the rendezvous store at MASTER_ADDR:MASTER_PORT, every rank opens a client to it,
+// connects the UCX transport (worker addresses exchanged through the store) and creates one
+// communicator per process group it belongs to (comm/process_groups.hpp), in the same order on
+// every rank: world, data-parallel, expert-parallel, expert-data-parallel. A group of one rank
+// gets a LocalCommunicator and moves no bytes.
+//
+// The NCCL communicators of GPU ranks will be created here too, from ids published in the same
+// store.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "comm/communicator.hpp"
+#include "comm/process_groups.hpp"
+
+namespace troupe {
+
+class RendezvousServer;
+class RendezvousClient;
+class UcxTransport;
+
+struct RankWorldOptions {
+  int rank = 0;
+  ParallelDims dims;        // world size, ep_size, tp_size, layout
+  std::string master_addr;  // MASTER_ADDR
+  std::uint16_t master_port = 0;
+  // How long to wait for the master and for every peer's address (the master timeout).
+  std::chrono::milliseconds timeout{60'000};
+  // UCX's own dead-peer detection (TCP only); false allows shared memory (see ucx_transport.hpp).
+  bool ucx_peer_error_handling = true;
+};
+
+class RankWorld {
+ public:
+  // Collective: every rank calls it. Throws std::invalid_argument for bad dims or ranks, and
+  // std::runtime_error naming MASTER_ADDR:MASTER_PORT when the master cannot be reached in time,
+  // or when this build has no UCX.
+  static std::unique_ptr<RankWorld> connect(const RankWorldOptions& options);
+  ~RankWorld();
+  RankWorld(const RankWorld&) = delete;
+  RankWorld& operator=(const RankWorld&) = delete;
+
+  int rank() const { return groups_rank_; }
+  const RankGroups& groups() const { return groups_; }
+  RendezvousClient& store() { return *client_; }
+
+  std::shared_ptr<Communicator> world;
+  std::shared_ptr<Communicator> data_parallel;
+  std::shared_ptr<Communicator> expert_parallel;
+  std::shared_ptr<Communicator> expert_data_parallel;
+
+  // Declares world rank `peer` dead: its pending and later collectives fail (a dead-peer detector
+  // calls it).
+  void peer_lost(int peer, const std::string& reason);
+
+  // The last collective: returns once every rank reached it (so no peer still waits on this one
+  // when it disconnects), or throws std::runtime_error after `timeout`.
+  void finish(std::chrono::milliseconds timeout);
+
+ private:
+  RankWorld() = default;
+  int groups_rank_ = 0;
+  RankGroups groups_;
+  std::unique_ptr<RendezvousServer> server_;  // rank 0 only
+  std::unique_ptr<RendezvousClient> client_;
+  std::shared_ptr<UcxTransport> transport_;
+};
+
+}  // namespace troupe

@@ -1,0 +1,251 @@
+// Multi-process training through the launcher on CPU ranks (UCX between processes): E (ep 4) and
+// E+D (world 4, ep 2) against the one-process reference that runs the same global batch as
+// world × gas micro-batches of the per-rank size, top-2 with noise, dropless and at capacity
+// factor 1.0; and two runs of one configuration bit for bit.
+//
+// Why a tolerance against the reference: the reference adds the micro-batches' gradients one by
+// one; the ranks add their own and then all-reduce in rank order, and an expert's GEMMs see the
+// rows of all ranks' micro-batches at once. Same terms, another summation order; rows, routing
+// and noise are the same.
+#include <catch2/catch.hpp>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <map>
+
+#include "models/checkpoint_dir.hpp"
+#include "test_util/temp_dir.hpp"
+#include "test_util/training_run.hpp"
+#include "test_util/troupe_process.hpp"
+
+namespace fs = std::filesystem;
+using namespace troupe;
+
+namespace {
+
+// A port nobody listens on right now (the kernel's choice).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+struct Layout {
+  int world = 1;
+  int ep_size = 1;
+  bool drop_tokens = false;  // false: dropless; true: capacity factor 1.0
+};
+
+// The shipped config on the tiny data: 5 steps of a global batch of 16 in micro-batches of 4
+// (gas = 16 / (4 · world)), Jitter noise (and top-2's sampled second expert), stage 0, no clipping,
+// a checkpoint at the end.
+fs::path write_config(const fs::path& dir, const std::string& name, const fs::path& data,
+                      const Layout& layout) {
+  std::ifstream in(test::source_dir() / "configs" / "fashion_mnist_moe.json");
+  nlohmann::json c = nlohmann::json::parse(in);
+  c["train_batch_size"] = 16;
+  c["train_micro_batch_size_per_gpu"] = 4;
+  c.erase("gradient_accumulation_steps");
+  c["gradient_clipping"] = 0.0;
+  c["zero_optimization"] = {{"stage", 0}};
+  c["data"]["path"] = data.string();
+  c["runtime"].erase("epochs");
+  c["runtime"]["train_steps"] = 5;
+  c["runtime"]["optimizer_partitions"] = 1;
+  c["runtime"]["stage_replicas"] = 1;
+  c["runtime"]["log_interval"] = 1;
+  c["runtime"]["master_timeout"] = 20;
+  // Step 1's checkpoint holds the step's gradients (Adam's first moment is (1 − β1)·g).
+  c["runtime"]["checkpoint"] = {
+      {"dir", (dir / (name + "_ckpt")).string()}, {"interval", 1}, {"keep", 5}};
+  c["model"]["moe"]["noisy_gate_policy"] = "Jitter";
+  c["model"]["moe"]["ep_size"] = layout.ep_size;
+  c["model"]["moe"]["drop_tokens"] = layout.drop_tokens;
+  c["model"]["moe"]["capacity_factor"] = 1.0;
+  c["model"]["moe"]["min_capacity"] = 1;  // capacity ⌈k·S/E⌉ = 1 row per expert: tokens drop
+  c.erase("scheduler");                   // Adam's lr 1e-3 from the first step
+  const fs::path path = dir / (name + ".json");
+  std::ofstream(path) << c.dump(2);
+  return path;
+}
+
+// Runs `troupe launch --nproc_per_node W` (or `troupe train` for one process); returns the log.
+std::string run(const fs::path& config, int world, const fs::path& log) {
+  std::vector<std::string> extra;
+  std::vector<std::string> args{TROUPE_BINARY};
+  if (world > 1) {
+    args = {TROUPE_BINARY,         "launch",        "--nproc_per_node",
+            std::to_string(world), "--master_port", std::to_string(free_port()),
+            config.string()};
+  } else {
+    args = {TROUPE_BINARY, "train", config.string()};
+  }
+  const int status = test::wait_for(test::spawn_command(args, log));
+  const std::string text = test::read_text(log);
+  INFO(text);
+  REQUIRE(test::exited_ok(status));
+  return text;
+}
+
+bool is_expert(const std::string& name) {
+  return name.find(".experts.") != std::string::npos;
+}
+
+const Tensor& tensor_named(const SafetensorsFile& file, const std::string& name) {
+  for (const auto& [n, t] : file.tensors)
+    if (n == name) return t;
+  FAIL("no tensor " << name);
+  throw std::logic_error("unreachable");
+}
+
+// A rank's expert tensors hold experts [ep_rank·L, (ep_rank+1)·L) of the reference's.
+std::vector<float> reference_part(const Tensor& reference, const std::string& name, int ep_rank,
+                                  int ep_size) {
+  if (!is_expert(name)) return reference.to_vector();
+  const std::int64_t local = reference.size(0) / ep_size;
+  return reference.slice_rows(ep_rank * local, (ep_rank + 1) * local).to_vector();
+}
+
+// The largest |rank − reference| over a rank's parameters.
+double largest_parameter_difference(const SafetensorsFile& reference, const SafetensorsFile& rank,
+                                    int ep_rank, int ep_size) {
+  double worst = 0.0;
+  for (const auto& [name, got] : rank.tensors) {
+    if (name.rfind("optim/", 0) == 0) continue;
+    INFO("tensor " << name);
+    const auto want = reference_part(tensor_named(reference, name), name, ep_rank, ep_size);
+    const auto have = got.to_vector();
+    REQUIRE(have.size() == want.size());
+    for (std::size_t i = 0; i < have.size(); ++i)
+      worst = std::max(worst, static_cast<double>(std::fabs(have[i] - want[i])));
+  }
+  return worst;
+}
+
+// Step 1's gradient of every parameter, from Adam's first moment m = (1 − β1)·g: the flat buffer
+// of each group, cut along the group's parameters in checkpoint order.
+std::map<std::string, std::vector<float>> step1_gradients(const SafetensorsFile& file) {
+  std::map<std::string, std::vector<float>> out;
+  std::map<bool, std::size_t> offset;
+  std::map<bool, std::vector<float>> moments{
+      {false, tensor_named(file, "optim/non_expert/exp_avg").to_vector()},
+      {true, tensor_named(file, "optim/expert/exp_avg").to_vector()}};
+  for (const auto& [name, value] : file.tensors) {
+    if (name.rfind("optim/", 0) == 0) continue;
+    const bool expert = is_expert(name);
+    const auto begin = moments[expert].begin() + static_cast<std::ptrdiff_t>(offset[expert]);
+    std::vector<float> g(begin, begin + value.numel());
+    for (auto& x : g) x /= 0.1f;  // β1 = 0.9
+    out[name] = std::move(g);
+    offset[expert] += static_cast<std::size_t>(value.numel());
+  }
+  return out;
+}
+
+// max |g_rank − g_reference| / (ε · max |g_reference|) over every parameter tensor.
+double largest_gradient_difference_in_eps(const SafetensorsFile& reference,
+                                          const SafetensorsFile& rank, int ep_rank, int ep_size) {
+  const auto want_all = step1_gradients(reference);
+  double worst = 0.0;
+  for (const auto& [name, have] : step1_gradients(rank)) {
+    INFO("gradient of " << name);
+    std::vector<float> want = want_all.at(name);
+    if (is_expert(name)) {
+      const std::size_t local = want.size() / static_cast<std::size_t>(ep_size);
+      want = std::vector<float>(want.begin() + static_cast<std::ptrdiff_t>(ep_rank * local),
+                                want.begin() + static_cast<std::ptrdiff_t>((ep_rank + 1) * local));
+    }
+    REQUIRE(have.size() == want.size());
+    float scale = 0.0f, diff = 0.0f;
+    for (std::size_t i = 0; i < have.size(); ++i) {
+      scale = std::max(scale, std::fabs(want[i]));
+      diff = std::max(diff, std::fabs(have[i] - want[i]));
+    }
+    if (scale > 0.0f)
+      worst = std::max(worst,
+                       static_cast<double>(diff) / (std::numeric_limits<float>::epsilon() * scale));
+  }
+  return worst;
+}
+
+SafetensorsFile checkpoint_at(const fs::path& dir, std::int64_t step) {
+  return load_safetensors((dir / checkpoint_file_name(step)).string());
+}
+
+fs::path rank_dir(const fs::path& run, int rank) {
+  return run / ("rank" + std::to_string(rank));
+}
+
+// Every tensor of two runs' final checkpoints, bit for bit.
+void check_bit_identical(const fs::path& a, const fs::path& b) {
+  const SafetensorsFile x = test::latest_checkpoint(a), y = test::latest_checkpoint(b);
+  REQUIRE(x.tensors.size() == y.tensors.size());
+  for (std::size_t i = 0; i < x.tensors.size(); ++i) {
+    INFO("tensor " << x.tensors[i].first);
+    REQUIRE(x.tensors[i].second.nbytes() == y.tensors[i].second.nbytes());
+    CHECK(std::memcmp(x.tensors[i].second.raw_data(), y.tensors[i].second.raw_data(),
+                      x.tensors[i].second.nbytes()) == 0);
+  }
+}
+
+void check_against_reference(const Layout& layout, bool twice = false) {
+  const test::TempDir scratch("multi_rank");
+  const fs::path& dir = scratch.path;
+  test::write_tiny_fashion_mnist(dir / "data");
+  const fs::path ranks_config = write_config(dir, "ranks", dir / "data", layout);
+  const fs::path reference_config =
+      write_config(dir, "reference", dir / "data", Layout{1, 1, layout.drop_tokens});
+  run(reference_config, 1, dir / "reference.log");
+  const std::string log = run(ranks_config, layout.world, dir / "ranks.log");
+  CHECK_THAT(log, Catch::Contains("rank 0 of " + std::to_string(layout.world)));
+  const fs::path reference_dir = dir / "reference_ckpt";
+  for (int r = 0; r < layout.world; ++r) {
+    const int ep_rank = r % layout.ep_size;  // expert-parallel groups are consecutive ranks
+    const fs::path mine = rank_dir(dir / "ranks_ckpt", r);
+    // Step 1's gradients: the same terms summed in another order (module comment), so a few ε
+    // of the tensor's largest gradient; a wrong row, route, scale or noise draw is O(1) there.
+    const double in_eps = largest_gradient_difference_in_eps(
+        checkpoint_at(reference_dir, 1), checkpoint_at(mine, 1), ep_rank, layout.ep_size);
+    INFO("rank " << r << ": step-1 gradients differ by at most " << in_eps
+                 << " eps of each tensor's largest");
+    CHECK(in_eps <= 16.0);
+    // After 5 Adam steps at lr 1e-3: Adam divides by √v + 1e-8, so a gradient entry near 0 turns
+    // its rounding difference into up to lr · Δg / 1e-8; 1e-4 is a tenth of one step's size.
+    const double worst = largest_parameter_difference(
+        checkpoint_at(reference_dir, 5), checkpoint_at(mine, 5), ep_rank, layout.ep_size);
+    INFO("rank " << r << ": parameters after 5 steps differ by at most " << worst);
+    CHECK(worst < 1e-4);
+  }
+  if (twice) {
+    const fs::path again_config = write_config(dir, "again", dir / "data", layout);
+    run(again_config, layout.world, dir / "again.log");
+    for (int r = 0; r < layout.world; ++r)
+      check_bit_identical(rank_dir(dir / "ranks_ckpt", r), rank_dir(dir / "again_ckpt", r));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("E: 4 ranks with ep 4 train like the one-process reference", "[multi_rank]") {
+  SECTION("dropless, and a second run bit for bit") {
+    check_against_reference({4, 4, false}, true);
+  }
+  SECTION("capacity factor 1.0") {
+    check_against_reference({4, 4, true});
+  }
+}
+
+TEST_CASE("E+D: 4 ranks with ep 2 train like the one-process reference", "[multi_rank]") {
+  check_against_reference({4, 2, false});
+}
