@@ -13,6 +13,8 @@
 //   starts "rank R lost: " and says how it was detected. It is meant for
 //   UcxTransport::peer_lost, which fails that peer's collectives instead of leaving them hanging.
 //   It must not call leave() or destroy the PeerWatch (that waits for this very thread).
+// - A rank stopped past the timeout is declared lost and cut off: if it resumes, it finds its
+//   connection closed and reports rank 0 lost, which fails its own collectives all the same.
 // - Clean shutdown: leave() (the destructor calls it) tells the server this rank is done, so it is
 //   never reported. Rank 0 then waits with RendezvousServer::wait_for_leaves before destroying the
 //   server, or slower ranks would see their master vanish.
