@@ -233,7 +233,16 @@ TEST_CASE("a stopped master is reported as rank 0 after the heartbeat timeout") 
     const auto start = Clock::now();
     if (rank == 0) raise(SIGSTOP);
     me.log.wait_for(1, 10s);
-    if (rank == 1) kill(std::stoi(store.get("pid/0")), SIGKILL);
+    store.set("reported/" + std::to_string(rank), "");
+    if (rank == 1) {
+      // Kill it (even when the wait below fails: a stopped rank never ends), but only once rank 2
+      // has reported too, or rank 2 would see the connection close before the silence.
+      struct KillOnExit {
+        pid_t pid;
+        ~KillOnExit() { kill(pid, SIGKILL); }
+      } stopped_master{std::stoi(store.get("pid/0"))};
+      store.get("reported/2");
+    }
     expect_one_loss(me.log, 0, "no answer to heartbeats for 1 s", start, 2.5);
     me.watch->leave();
   });
