@@ -1,6 +1,6 @@
-// The rendezvous store on Boost.Asio: an asynchronous server on one thread (so the store and the
-// liveness board need no lock between connections), and a synchronous client whose every step
-// runs under a deadline.
+// The rendezvous store on Boost.Asio: an asynchronous server on one thread (so the store needs no
+// lock; the liveness board locks only for wait_for_leaves), and a synchronous client whose every
+// step runs under a deadline.
 #include "comm/rendezvous.hpp"
 
 #include <spdlog/spdlog.h>
