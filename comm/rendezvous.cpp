@@ -1,5 +1,6 @@
 // The rendezvous store on Boost.Asio: an asynchronous server on one thread (so the store needs no
-// lock), and a synchronous client whose every step runs under a deadline.
+// lock; the liveness board locks only for wait_for_leaves), and a synchronous client whose every
+// step runs under a deadline.
 #include "comm/rendezvous.hpp"
 
 #include <spdlog/spdlog.h>
@@ -12,30 +13,13 @@
 #include <thread>
 #include <vector>
 
+#include "comm/liveness_board.hpp"
+#include "comm/rendezvous_wire.hpp"
+
 namespace troupe {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-
-namespace {
-
-constexpr std::size_t header_bytes = 9;  // op, key length, value length
-
-void put_u32(char* out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (24 - 8 * i)) & 0xFF);
-}
-
-std::uint32_t get_u32(const char* in) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
-  return v;
-}
-
-std::string seconds_text(std::chrono::milliseconds ms) {
-  return fmt::format("{:g} s", static_cast<double>(ms.count()) / 1000.0);
-}
-
-}  // namespace
 
 // ---- server ----
 
@@ -45,6 +29,8 @@ struct RendezvousServer::Impl {
   std::map<std::string, std::string> store;
   // Answers owed to clients blocked in get(), per key.
   std::map<std::string, std::vector<std::function<void(const std::string&)>>> waiting;
+  // After io: it holds watch connections, which must close while their io_context still exists.
+  LivenessBoard board;
   std::thread thread;
 
   void accept();
@@ -53,53 +39,43 @@ struct RendezvousServer::Impl {
 namespace {
 
 // One client connection: reads a request, answers it (at once, or when a get's key is set), and
-// reads the next.
+// reads the next. A watch request hands the connection over to the liveness board.
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::map<std::string, std::string>& store,
-          std::map<std::string, std::vector<std::function<void(const std::string&)>>>& waiting)
-      : socket_(std::move(socket)), store_(store), waiting_(waiting) {}
+          std::map<std::string, std::vector<std::function<void(const std::string&)>>>& waiting,
+          LivenessBoard& board)
+      : socket_(std::move(socket)), store_(store), waiting_(waiting), board_(board) {}
 
   void read_request() {
-    asio::async_read(socket_, asio::buffer(header_),
-                     [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                       if (!ec) self->read_body();
-                     });
+    reader_.read(socket_,
+                 [self = shared_from_this()](boost::system::error_code ec, wire::Frame request) {
+                   if (!ec) self->serve(std::move(request));
+                 });
   }
 
  private:
-  void read_body() {
-    const std::size_t key_len = get_u32(header_.data() + 1);
-    const std::size_t value_len = get_u32(header_.data() + 5);
-    body_.resize(key_len + value_len);
-    asio::async_read(
-        socket_, asio::buffer(body_),
-        [self = shared_from_this(), key_len](boost::system::error_code ec, std::size_t) {
-          if (!ec) self->serve(key_len);
-        });
-  }
-
-  void serve(std::size_t key_len) {
-    std::string key = body_.substr(0, key_len);
-    if (header_[0] == 's') {
-      std::string value = body_.substr(key_len);
-      auto parked = waiting_.find(key);
+  void serve(wire::Frame request) {
+    if (request.op == 's') {
+      auto parked = waiting_.find(request.key);
       if (parked != waiting_.end()) {
-        for (auto& answer : parked->second) answer(value);
+        for (auto& answer : parked->second) answer(request.value);
         waiting_.erase(parked);
       }
-      store_[key] = std::move(value);
+      store_[request.key] = std::move(request.value);
       answer("");
-    } else if (header_[0] == 'g') {
-      auto found = store_.find(key);
+    } else if (request.op == 'g') {
+      auto found = store_.find(request.key);
       if (found != store_.end()) {
         answer(found->second);
       } else {
-        waiting_[key].push_back(
+        waiting_[request.key].push_back(
             [self = shared_from_this()](const std::string& value) { self->answer(value); });
       }
+    } else if (request.op == 'w') {
+      board_.watch(std::move(socket_), request);
     } else {
-      spdlog::warn("rendezvous: unknown request op {:d}, closing the connection", header_[0]);
+      spdlog::warn("rendezvous: unknown request op {:d}, closing the connection", request.op);
       socket_.close();
     }
   }
@@ -107,7 +83,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // One answer in flight per session: a client sends its next request only after this one.
   void answer(const std::string& value) {
     reply_.assign(4, '\0');
-    put_u32(reply_.data(), static_cast<std::uint32_t>(value.size()));
+    wire::put_u32(reply_.data(), static_cast<std::uint32_t>(value.size()));
     reply_ += value;
     asio::async_write(socket_, asio::buffer(reply_),
                       [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
@@ -118,8 +94,8 @@ class Session : public std::enable_shared_from_this<Session> {
   tcp::socket socket_;
   std::map<std::string, std::string>& store_;
   std::map<std::string, std::vector<std::function<void(const std::string&)>>>& waiting_;
-  std::array<char, header_bytes> header_{};
-  std::string body_;
+  LivenessBoard& board_;
+  wire::FrameReader reader_;
   std::string reply_;
 };
 
@@ -128,7 +104,7 @@ class Session : public std::enable_shared_from_this<Session> {
 void RendezvousServer::Impl::accept() {
   acceptor.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
     if (ec) return;  // the acceptor was closed: the server is shutting down
-    std::make_shared<Session>(std::move(socket), store, waiting)->read_request();
+    std::make_shared<Session>(std::move(socket), store, waiting, board)->read_request();
     accept();
   });
 }
@@ -160,51 +136,25 @@ std::uint16_t RendezvousServer::port() const {
   return impl_->acceptor.local_endpoint().port();
 }
 
+std::vector<int> RendezvousServer::wait_for_leaves(int world, std::chrono::milliseconds timeout) {
+  return impl_->board.wait_for_leaves(world, timeout);
+}
+
 // ---- client ----
 
 struct RendezvousClient::Impl {
   asio::io_context io;
   tcp::socket socket{io};
-
-  // Starts an asynchronous step and runs it until it completes or `deadline` passes; returns its
-  // error (timed_out when the deadline passed).
-  template <class Start>
-  boost::system::error_code run_until(std::chrono::steady_clock::time_point deadline, Start start) {
-    boost::system::error_code result = asio::error::would_block;
-    start([&result](boost::system::error_code ec, auto&&...) { result = ec; });
-    io.restart();
-    io.run_until(deadline);
-    if (result == asio::error::would_block) {
-      socket.close();  // cancels the step; its handler runs with operation_aborted
-      io.restart();
-      io.run();
-      return asio::error::timed_out;
-    }
-    return result;
-  }
 };
 
 RendezvousClient::RendezvousClient(std::string host, std::uint16_t port,
                                    std::chrono::milliseconds timeout)
     : host_(std::move(host)), port_(port), timeout_(timeout), impl_(std::make_unique<Impl>()) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  boost::system::error_code last;
-  tcp::resolver resolver(impl_->io);
-  while (true) {
-    const auto endpoints = resolver.resolve(host_, std::to_string(port_), last);
-    if (!last) {
-      last = impl_->run_until(
-          deadline, [&](auto handler) { asio::async_connect(impl_->socket, endpoints, handler); });
-      if (!last) return;
-    }
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) break;
-    // The master may not be listening yet: retry at a short interval until the deadline.
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
-        std::chrono::milliseconds(100), deadline - now));
-  }
+  const auto last =
+      wire::connect_until(impl_->io, impl_->socket, host_, port_, wire::Clock::now() + timeout_);
+  if (!last) return;
   throw std::runtime_error("rendezvous: cannot reach the master at " + address() + " within " +
-                           seconds_text(timeout_) + " (" + last.message() +
+                           wire::seconds_text(timeout_) + " (" + last.message() +
                            "); check that rank 0 is running and MASTER_ADDR/MASTER_PORT");
 }
 
@@ -229,31 +179,26 @@ std::string RendezvousClient::request(char op, const std::string& key, const std
                              "': the connection to " + address() + " was lost earlier");
   }
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  std::string message(header_bytes, '\0');
-  message[0] = op;
-  put_u32(message.data() + 1, static_cast<std::uint32_t>(key.size()));
-  put_u32(message.data() + 5, static_cast<std::uint32_t>(value.size()));
-  message += key;
-  message += value;
+  const std::string message = wire::encode(op, key, value);
   std::array<char, 4> length{};
   std::string reply;
-  auto ec = impl_->run_until(deadline, [&](auto handler) {
+  auto ec = wire::run_until(impl_->io, impl_->socket, deadline, [&](auto handler) {
     asio::async_write(impl_->socket, asio::buffer(message), handler);
   });
   if (!ec) {
-    ec = impl_->run_until(deadline, [&](auto handler) {
+    ec = wire::run_until(impl_->io, impl_->socket, deadline, [&](auto handler) {
       asio::async_read(impl_->socket, asio::buffer(length), handler);
     });
   }
   if (!ec) {
-    reply.resize(get_u32(length.data()));
-    ec = impl_->run_until(deadline, [&](auto handler) {
+    reply.resize(wire::get_u32(length.data()));
+    ec = wire::run_until(impl_->io, impl_->socket, deadline, [&](auto handler) {
       asio::async_read(impl_->socket, asio::buffer(reply), handler);
     });
   }
   if (ec == asio::error::timed_out) {
     throw std::runtime_error(std::string("rendezvous: ") + what + " '" + key + "' at " + address() +
-                             " timed out after " + seconds_text(timeout_) +
+                             " timed out after " + wire::seconds_text(timeout_) +
                              (op == 'g' ? " (no rank set it: did a peer fail to start?)" : ""));
   }
   if (ec) {

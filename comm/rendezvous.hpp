@@ -9,15 +9,20 @@
 // std::runtime_error naming the master's address, the key and the timeout, so a rank whose master
 // never came up, or whose peers died before publishing, fails instead of hanging.
 //
-// Wire format (one TCP connection per client, requests answered in order): a request is
-// op (1 byte: 's' set, 'g' get), key length and value length (4 bytes each, big-endian), key,
-// value; the answer is a 4-byte big-endian length and that many bytes (empty for set).
+// The same server serves liveness: each rank's PeerWatch (comm/peer_watch.hpp) holds a connection
+// of its own to it, and the server tells every rank when another dies (comm/liveness_board.hpp).
+//
+// Wire format (one TCP connection per client, requests answered in order): a request is a frame
+// (comm/rendezvous_wire.hpp) whose op is 's' (set) or 'g' (get); the answer is a 4-byte
+// big-endian length and that many bytes (empty for set). A connection opening with 'w' is a
+// PeerWatch's.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace troupe {
 
@@ -32,6 +37,12 @@ class RendezvousServer {
 
   // The bound port (the one chosen when constructed with port 0).
   std::uint16_t port() const;
+
+  // Waits until each of ranks 0..world-1 has registered a PeerWatch and then left (or was declared
+  // lost), at most `timeout`; returns the ranks that had not, empty when all had. Rank 0 calls it
+  // after its own PeerWatch::leave() and before destroying the server: a server that goes away
+  // while a slower rank still watches makes that rank report rank 0 lost.
+  std::vector<int> wait_for_leaves(int world, std::chrono::milliseconds timeout);
 
  private:
   struct Impl;
