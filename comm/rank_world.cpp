@@ -3,7 +3,10 @@
 
 #include <stdexcept>
 
+#include <spdlog/spdlog.h>
+
 #include "comm/local_communicator.hpp"
+#include "comm/peer_watch.hpp"
 #include "comm/rendezvous.hpp"
 #ifdef TROUPE_HAS_UCX
 #include "comm/ucx_communicator.hpp"
@@ -42,16 +45,19 @@ std::unique_ptr<RankWorld> RankWorld::connect(const RankWorldOptions& options) {
   w->data_parallel = make(w->groups_.data_parallel);
   w->expert_parallel = make(w->groups_.expert_parallel);
   w->expert_data_parallel = make(w->groups_.expert_data_parallel);
+  PeerWatchOptions watch;
+  watch.interval = options.heartbeat_interval;
+  watch.timeout = options.heartbeat_timeout;
+  watch.connect_timeout = options.timeout;
+  w->watch_ = std::make_unique<PeerWatch>(
+      options.master_addr, options.master_port, options.rank,
+      [transport = std::weak_ptr<UcxTransport>(w->transport_)](int peer,
+                                                               const std::string& reason) {
+        spdlog::error("{}", reason);
+        if (auto t = transport.lock()) t->peer_lost(peer, reason);
+      },
+      watch);
   return w;
-#endif
-}
-
-void RankWorld::peer_lost(int peer, const std::string& reason) {
-#ifdef TROUPE_HAS_UCX
-  if (transport_) transport_->peer_lost(peer, reason);
-#else
-  (void)peer;
-  (void)reason;
 #endif
 }
 
@@ -61,9 +67,17 @@ void RankWorld::finish(std::chrono::milliseconds timeout) {
     throw std::runtime_error("the final barrier of " + world->describe() + " did not finish in " +
                              std::to_string(timeout.count()) + " ms");
   if (barrier->failed()) throw std::runtime_error(barrier->error());
+  watch_->leave();
+  if (server_) {
+    const std::vector<int> missing = server_->wait_for_leaves(world->size(), timeout);
+    if (!missing.empty())
+      spdlog::warn("{} rank(s) did not leave the peer watch in {} ms", missing.size(),
+                   timeout.count());
+  }
 }
 
 RankWorld::~RankWorld() {
+  watch_.reset();
   world.reset();
   data_parallel.reset();
   expert_parallel.reset();

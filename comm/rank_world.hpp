@@ -3,7 +3,9 @@
 // connects the UCX transport (worker addresses exchanged through the store) and creates one
 // communicator per process group it belongs to (comm/process_groups.hpp), in the same order on
 // every rank: world, data-parallel, expert-parallel, expert-data-parallel. A group of one rank
-// gets a LocalCommunicator and moves no bytes.
+// gets a LocalCommunicator and moves no bytes. Every rank also keeps a PeerWatch
+// (comm/peer_watch.hpp) on the master: when any rank dies or stops answering, every other rank's
+// pending and later collectives with it fail, so nobody hangs even without a launcher.
 //
 // The NCCL communicators of GPU ranks will be created here too, from ids published in the same
 // store.
@@ -19,6 +21,7 @@
 
 namespace troupe {
 
+class PeerWatch;
 class RendezvousServer;
 class RendezvousClient;
 class UcxTransport;
@@ -32,6 +35,9 @@ struct RankWorldOptions {
   std::chrono::milliseconds timeout{60'000};
   // UCX's own dead-peer detection (TCP only); false allows shared memory (see ucx_transport.hpp).
   bool ucx_peer_error_handling = true;
+  // The peer watch's heartbeat and the silence after which a rank counts as lost.
+  std::chrono::milliseconds heartbeat_interval{2'000};
+  std::chrono::milliseconds heartbeat_timeout{10'000};
 };
 
 class RankWorld {
@@ -53,12 +59,9 @@ class RankWorld {
   std::shared_ptr<Communicator> expert_parallel;
   std::shared_ptr<Communicator> expert_data_parallel;
 
-  // Declares world rank `peer` dead: its pending and later collectives fail (a dead-peer detector
-  // calls it).
-  void peer_lost(int peer, const std::string& reason);
-
   // The last collective: returns once every rank reached it (so no peer still waits on this one
-  // when it disconnects), or throws std::runtime_error after `timeout`.
+  // when it disconnects), then leaves the peer watch; rank 0 waits for every rank's leave before
+  // its store goes. Throws std::runtime_error after `timeout`.
   void finish(std::chrono::milliseconds timeout);
 
  private:
@@ -68,6 +71,7 @@ class RankWorld {
   std::unique_ptr<RendezvousServer> server_;  // rank 0 only
   std::unique_ptr<RendezvousClient> client_;
   std::shared_ptr<UcxTransport> transport_;
+  std::unique_ptr<PeerWatch> watch_;
 };
 
 }  // namespace troupe

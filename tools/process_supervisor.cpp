@@ -106,9 +106,13 @@ SupervisionResult supervise(const std::vector<ChildSpec>& children,
   std::size_t alive = children.size();
   std::optional<std::chrono::steady_clock::time_point> kill_at;
   while (alive > 0) {
-    int status = 0;
-    const pid_t pid = waitpid(-1, &status, WNOHANG);
-    if (pid > 0) {
+    // Every rank that has ended since the last look. When one death makes the others fail at
+    // once, several end within one look: the rank killed by a signal is the cause, not the ranks
+    // whose collectives failed because of it.
+    std::vector<ChildExit> ended;
+    for (int status = 0;;) {
+      const pid_t pid = waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) break;
       for (std::size_t i = 0; i < running.size(); ++i) {
         if (running[i].pid != pid) continue;
         running[i].exited = true;
@@ -116,16 +120,21 @@ SupervisionResult supervise(const std::vector<ChildSpec>& children,
         ChildExit exit{children[i].name, 0, 0};
         if (WIFEXITED(status)) exit.exit_code = WEXITSTATUS(status);
         if (WIFSIGNALED(status)) exit.signal = WTERMSIG(status);
-        const bool failed = exit.exit_code != 0 || exit.signal != 0;
-        if (failed && !result.first_failure && !kill_at) {
-          spdlog::error("troupe launch: {}; stopping the others", exit.describe());
-          result.first_failure = exit;
-          signal_all(running, SIGTERM);
-          kill_at = std::chrono::steady_clock::now() + grace;
-        }
+        ended.push_back(exit);
       }
-      continue;
     }
+    const ChildExit* cause = nullptr;
+    for (const auto& exit : ended) {
+      if (exit.exit_code == 0 && exit.signal == 0) continue;
+      if (!cause || (cause->signal == 0 && exit.signal != 0)) cause = &exit;
+    }
+    if (cause && !result.first_failure && !kill_at) {
+      spdlog::error("troupe launch: {}; stopping the others", cause->describe());
+      result.first_failure = *cause;
+      signal_all(running, SIGTERM);
+      kill_at = std::chrono::steady_clock::now() + grace;
+    }
+    if (!ended.empty()) continue;
     if (const int stop = g_stop_signal.exchange(0); stop != 0 && !kill_at) {
       spdlog::warn("troupe launch: got signal {}; stopping every rank", stop);
       result.interrupted_by = stop;

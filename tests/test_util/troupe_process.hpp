@@ -20,15 +20,17 @@ extern char** environ;
 
 namespace troupe::test {
 
-// Starts `args` (args[0] is the program) with output to LOG, OPENBLAS_NUM_THREADS=1 and, when
-// `crash_at` is set, TROUPE_TEST_CRASH_AT in its environment.
+// Starts `args` (args[0] is the program) with output to LOG, OPENBLAS_NUM_THREADS=1, `extra_env`
+// ("NAME=value" each) and, when `crash_at` is set, TROUPE_TEST_CRASH_AT in its environment.
 inline pid_t spawn_command(std::vector<std::string> args, const std::filesystem::path& log,
-                           const std::string& crash_at = "") {
+                           const std::string& crash_at = "",
+                           const std::vector<std::string>& extra_env = {}) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e)
     if (std::strncmp(*e, "TROUPE_TEST_CRASH_AT=", 21) != 0) env.emplace_back(*e);
   env.emplace_back("OPENBLAS_NUM_THREADS=1");
   if (!crash_at.empty()) env.push_back("TROUPE_TEST_CRASH_AT=" + crash_at);
+  env.insert(env.end(), extra_env.begin(), extra_env.end());
   std::vector<char*> argv, envp;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

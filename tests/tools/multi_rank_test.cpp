@@ -17,6 +17,10 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <thread>
+
+#include <signal.h>
+#include <sys/wait.h>
 
 #include "models/checkpoint_dir.hpp"
 #include "test_util/temp_dir.hpp"
@@ -235,6 +239,42 @@ void check_against_reference(const Layout& layout, bool twice = false) {
   }
 }
 
+// Waits up to `limit` for `pid`; returns its wait status, or kills it and fails (a hang).
+int wait_at_most(pid_t pid, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) return status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
+  FAIL("process " << pid << " still running after " << limit.count() << " s: it hangs");
+  return status;
+}
+
+// Blocks until `log` holds `text` (bounded).
+void wait_for_text(const fs::path& log, const std::string& text) {
+  for (int i = 0; i < 600; ++i) {
+    if (test::read_text(log).find(text) != std::string::npos) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  FAIL("no \"" << text << "\" in " << log << ":\n" << test::read_text(log));
+}
+
+// A long run of 2 ranks (E, ep 2) on the tiny data.
+fs::path write_long_config(const fs::path& dir) {
+  test::write_tiny_fashion_mnist(dir / "data");
+  const fs::path path = write_config(dir, "long", dir / "data", Layout{2, 2, false});
+  std::ifstream in(path);
+  nlohmann::json c = nlohmann::json::parse(in);
+  c["runtime"]["train_steps"] = 1000000;
+  c["runtime"]["checkpoint"] = {{"interval", 0}, {"final", false}};
+  std::ofstream(path) << c.dump(2);
+  return path;
+}
+
 }  // namespace
 
 TEST_CASE("E: 4 ranks with ep 4 train like the one-process reference", "[multi_rank]") {
@@ -248,4 +288,59 @@ TEST_CASE("E: 4 ranks with ep 4 train like the one-process reference", "[multi_r
 
 TEST_CASE("E+D: 4 ranks with ep 2 train like the one-process reference", "[multi_rank]") {
   check_against_reference({4, 2, false});
+}
+
+TEST_CASE("a rank killed mid-run without a launcher: the other exits non-zero, no hang",
+          "[multi_rank]") {
+  const test::TempDir scratch("multi_rank_kill");
+  const fs::path config = write_long_config(scratch.path);
+  const std::string port = std::to_string(free_port());
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 2; ++r)
+    ranks.push_back(test::spawn_command(
+        {TROUPE_BINARY, "train", config.string()},
+        scratch.path / ("rank" + std::to_string(r) + ".log"), "",
+        {"RANK=" + std::to_string(r), "WORLD_SIZE=2", "LOCAL_RANK=" + std::to_string(r),
+         "LOCAL_WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port}));
+  wait_for_text(scratch.path / "rank0.log", "step 3/");
+  SECTION("rank 1 dies") {
+    ::kill(ranks[1], SIGKILL);
+    wait_at_most(ranks[1], std::chrono::seconds(5));
+    const int status = wait_at_most(ranks[0], std::chrono::seconds(30));
+    INFO(test::read_text(scratch.path / "rank0.log"));
+    CHECK_FALSE(test::exited_ok(status));
+    CHECK_THAT(test::read_text(scratch.path / "rank0.log"), Catch::Contains("rank 1 lost"));
+  }
+  SECTION("rank 0, the master, dies") {
+    ::kill(ranks[0], SIGKILL);
+    wait_at_most(ranks[0], std::chrono::seconds(5));
+    const int status = wait_at_most(ranks[1], std::chrono::seconds(30));
+    INFO(test::read_text(scratch.path / "rank1.log"));
+    CHECK_FALSE(test::exited_ok(status));
+    CHECK_THAT(test::read_text(scratch.path / "rank1.log"), Catch::Contains("rank 0 lost"));
+  }
+}
+
+TEST_CASE("a rank killed mid-run under the launcher: the launcher stops the others and names it",
+          "[multi_rank]") {
+  const test::TempDir scratch("multi_rank_launch_kill");
+  const fs::path config = write_long_config(scratch.path);
+  const fs::path log = scratch.path / "launch.log";
+  const pid_t launcher =
+      test::spawn_command({TROUPE_BINARY, "launch", "--nproc_per_node", "2", "--master_port",
+                           std::to_string(free_port()), config.string()},
+                          log);
+  wait_for_text(log, "step 3/");
+  // The launcher starts its ranks in rank order: rank 1 is its newest child.
+  const std::string find = "pgrep -P " + std::to_string(launcher) + " -n";
+  FILE* pipe = ::popen(find.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  int newest = 0;
+  REQUIRE(std::fscanf(pipe, "%d", &newest) == 1);
+  ::pclose(pipe);
+  ::kill(newest, SIGKILL);
+  const int status = wait_at_most(launcher, std::chrono::seconds(30));
+  INFO(test::read_text(log));
+  CHECK_FALSE(test::exited_ok(status));
+  CHECK_THAT(test::read_text(log), Catch::Contains("rank 1") && Catch::Contains("signal"));
 }
