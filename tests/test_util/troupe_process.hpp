@@ -1,5 +1,5 @@
 // Running the real `troupe` binary from a test (TROUPE_BINARY, defined for the test): spawning
-// `troupe train`, waiting for it, and reading what it logged.
+// `troupe train` (or any other command), waiting for it, and reading what it logged.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -20,14 +20,13 @@ extern char** environ;
 
 namespace troupe::test {
 
-// Starts `troupe train CONFIG --metrics METRICS [extra...]` with output to LOG and, when
-// `crash_at` is set, TROUPE_TEST_CRASH_AT in its environment.
-inline pid_t spawn_troupe(const std::filesystem::path& config, const std::filesystem::path& metrics,
-                          const std::filesystem::path& log, const std::vector<std::string>& extra,
-                          const std::string& crash_at = "") {
-  std::vector<std::string> args{TROUPE_BINARY, "train", config.string(), "--metrics",
-                                metrics.string()};
-  args.insert(args.end(), extra.begin(), extra.end());
+// Starts `troupe ARGS...` with its output (stdout and stderr) to LOG and, when `crash_at` is set,
+// TROUPE_TEST_CRASH_AT in its environment.
+inline pid_t spawn_troupe_command(const std::vector<std::string>& troupe_args,
+                                  const std::filesystem::path& log,
+                                  const std::string& crash_at = "") {
+  std::vector<std::string> args{TROUPE_BINARY};
+  args.insert(args.end(), troupe_args.begin(), troupe_args.end());
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e)
     if (std::strncmp(*e, "TROUPE_TEST_CRASH_AT=", 21) != 0) env.emplace_back(*e);
@@ -48,6 +47,15 @@ inline pid_t spawn_troupe(const std::filesystem::path& config, const std::filesy
   posix_spawn_file_actions_destroy(&actions);
   REQUIRE(rc == 0);
   return pid;
+}
+
+// Starts `troupe train CONFIG --metrics METRICS [extra...]` (see spawn_troupe_command).
+inline pid_t spawn_troupe(const std::filesystem::path& config, const std::filesystem::path& metrics,
+                          const std::filesystem::path& log, const std::vector<std::string>& extra,
+                          const std::string& crash_at = "") {
+  std::vector<std::string> args{"train", config.string(), "--metrics", metrics.string()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return spawn_troupe_command(args, log, crash_at);
 }
 
 // Waits for `pid`; returns its wait status.
