@@ -26,7 +26,7 @@ struct TraceFlow {
 
 struct TraceTrack {
   std::string name;  // the thread name ("<process>/<thread>" when the trace has several processes)
-  std::int64_t pid = 0;          // the process (a rank's recorder writes its rank); 0 when absent
+  std::int64_t pid = 0;          // the process (a rank's recorder writes rank + 1); 0 when absent
   double first_us = 0;           // start of the track's earliest timed event (0 when it has none)
   double last_us = 0;            // end of its latest
   bool timed = false;            // whether it has any timed event (metadata alone leaves it false)

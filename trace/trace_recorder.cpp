@@ -14,8 +14,12 @@ using nlohmann::json;
 
 namespace {
 
-// A recorder without a rank is the one process of its trace.
+// A recorder without a rank is the one process of its trace; rank R is process R + 1 (pid 0 is
+// the idle task to Perfetto, see trace_recorder.hpp).
 constexpr int single_process_pid = 1;
+int rank_pid(int rank) {
+  return rank + 1;
+}
 
 void check_track(std::string_view track, const char* what) {
   if (track.empty())
@@ -149,7 +153,7 @@ json TraceRecorder::chrome_trace_json() const {
   const double now = now_us();
   std::lock_guard lock(mutex_);
 
-  EventFrame frame{rank_ ? rank_->rank : single_process_pid, 0.0};
+  EventFrame frame{rank_ ? rank_pid(rank_->rank) : single_process_pid, 0.0};
   json other_data = json::object();
   json events = json::array();
   if (rank_) {

@@ -10,17 +10,20 @@
 // The recorder is meant to stay in production builds: when disabled, begin_span and message cost
 // one relaxed atomic load. Times are microseconds of a steady clock since the recorder was made.
 //
-// Several ranks: each rank records its own file. After set_rank(R, W) the file is process R
-// (pid R, named "<process name> rank R", sorted by R), so several files loaded together in
-// Perfetto show one group per rank. After set_clock_offset() the clock offset is applied when
-// writing: timestamps are then rank 0's steady clock in microseconds (this process's steady
-// clock plus the offset the rendezvous measured, comm/rendezvous.hpp), so the ranks' files line
-// up as they are, in Perfetto and in `troupe trace summarize`. Rank 0 sets its offset too (its own
-// measurement, about 0) so that its file is on the same time base. The file's top-level
-// "otherData" records what was applied (the reader returns it, trace/trace_reader.hpp):
+// Several ranks: each rank records its own file. After set_rank(R, W) its tracks are the rank's
+// own process (pid R + 1, named "<process name> rank R", sorted by R), so several files loaded
+// together in Perfetto show one group per rank. Not pid R: Perfetto treats pid 0 as the kernel's
+// idle task and asks synthesized traces to start at 1 (google/perfetto#394). After
+// set_clock_offset() the clock offset is applied when writing: timestamps are then rank 0's steady
+// clock in microseconds (this process's steady clock plus the offset the rendezvous measured,
+// comm/rendezvous.hpp), so the ranks' files line up as they are, in Perfetto and in `troupe trace
+// summarize`. Rank 0 sets its offset too (its own measurement, about 0) so that its file is on the
+// same time base. The file's top-level "otherData" records what was applied (the reader returns it,
+// trace/trace_reader.hpp):
 //   "rank", "world_size"              after set_rank
 //   "clock_offset_us", "clock_rtt_us" after set_clock_offset (the offset is within ±rtt/2)
-// Without either the output is the single-process trace: pid 1, times since the recorder started.
+// Without either the output is the single-process trace: pid 1, times since the recorder started
+// (so rank 0's pid is the single process's).
 #pragma once
 
 #include <atomic>

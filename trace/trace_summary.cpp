@@ -119,7 +119,7 @@ RunTraceSummary summarize_rank_traces(const std::vector<std::string>& paths) {
     run.ranks.push_back(RankTraceSummary{path, 0, summarize_chrome_trace(path)});
   if (paths.size() > 1) {
     std::set<int> seen;
-    const TraceSummary& first = run.ranks.front().summary;
+    const TraceSummary& reference = run.ranks.front().summary;
     for (const RankTraceSummary& r : run.ranks) {
       const auto fail = [&r](const std::string& what) {
         throw std::invalid_argument("trace summarize: '" + r.path + "' " + what);
@@ -132,10 +132,10 @@ RunTraceSummary summarize_rank_traces(const std::vector<std::string>& paths) {
         fail(
             "has no clock offset (otherData clock_offset_us): its times cannot be aligned with "
             "the other ranks'");
-      if (first.rank && r.summary.rank->world_size != first.rank->world_size)
+      if (r.summary.rank->world_size != reference.rank->world_size)
         fail("is rank " + std::to_string(r.summary.rank->rank) + " of world size " +
              std::to_string(r.summary.rank->world_size) + ", but '" + run.ranks.front().path +
-             "' has world size " + std::to_string(first.rank->world_size));
+             "' has world size " + std::to_string(reference.rank->world_size));
       if (!seen.insert(r.summary.rank->rank).second)
         fail("is rank " + std::to_string(r.summary.rank->rank) + " again");
     }
@@ -152,7 +152,7 @@ RunTraceSummary summarize_rank_traces(const std::vector<std::string>& paths) {
     last = std::max(last, r.summary.first_us + r.summary.wall_us);
   }
   for (RankTraceSummary& r : run.ranks) {
-    if (first <= last) r.start_us = r.summary.first_us - first;
+    if (r.summary.timed) r.start_us = r.summary.first_us - first;
     run.all_to_all_us += r.summary.all_to_all_us;
     run.all_to_all_hidden_us += r.summary.all_to_all_hidden_us;
   }

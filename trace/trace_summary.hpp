@@ -64,7 +64,7 @@ std::string format_summary(const TraceSummary& summary);
 // first event against the earliest of all.
 struct RankTraceSummary {
   std::string path;
-  double start_us = 0;  // this rank's first event after the earliest event of all ranks
+  double start_us = 0;  // its first event after the earliest of all ranks (0: it has none)
   TraceSummary summary;
 };
 

@@ -202,14 +202,14 @@ TEST_CASE("misuse of the recorder throws with a clear message") {
   CHECK_THROWS_AS(recorder.set_clock_offset(std::nan(""), 1), std::invalid_argument);
 }
 
-TEST_CASE("a rank's recorder writes its tracks as process R, named and sorted by the rank") {
+TEST_CASE("a rank's recorder writes its tracks as process R + 1, named and sorted by the rank") {
   test::TempDir dir("trace_recorder_rank");
   TraceRecorder recorder("troupe demo");
-  recorder.set_rank(2, 3);  // not 1, the single-process pid
+  recorder.set_rank(2, 3);  // pid 3: not 1, the single-process pid
   recorder.message("gate.l0", "comm.ep", "tokens", 0, 64, 1.0, 2.0);
   { ScopedSpan span(recorder, "comm.ep", "all_to_all_dispatch", trace_category::comm); }
   const json trace = write_and_parse(recorder, dir.path / "rank2.json");
-  for (const auto& e : trace.at("traceEvents")) CHECK(e.at("pid") == 2);
+  for (const auto& e : trace.at("traceEvents")) CHECK(e.at("pid") == 3);
   const auto metadata = events_with(trace, "M");
   REQUIRE(metadata.size() == 4);  // process name and sort index, two thread names
   CHECK(metadata[0].at("name") == "process_name");
@@ -224,7 +224,7 @@ TEST_CASE("a rank's recorder writes its tracks as process R, named and sorted by
   CHECK(read.rank->world_size == 3);
   CHECK_FALSE(read.clock.has_value());
   REQUIRE(read.tracks.size() == 2);
-  CHECK(read.tracks[0].pid == 2);
+  CHECK(read.tracks[0].pid == 3);
   CHECK(read.tracks[0].name == "gate.l0");  // one process: tracks keep their own names
 
   // Without a rank the trace is the single-process one: pid 1, no otherData.

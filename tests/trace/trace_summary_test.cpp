@@ -228,8 +228,8 @@ TEST_CASE("summarize rejects what is not a Chrome trace") {
 
 namespace {
 
-// Two ranks of one run, as their recorders write them: each file is its rank's process, with
-// its times already moved onto rank 0's clock by its own (different) offset.
+// Two ranks of one run, as their recorders write them: each file is its rank's process (pid
+// rank + 1), with its times already moved onto rank 0's clock by its own (different) offset.
 //   rank 0: all_to_all_dispatch [1000,1010) on comm.ep, compute [1005,1020) on the expert:
 //           5 of 10 hidden = 0.5. First event 1000.
 //   rank 1: all_to_all_combine [1004,1012) on comm.ep, compute [1003,1006) on the expert
@@ -238,21 +238,21 @@ namespace {
 // Run: wall [1000,1030] = 30; all-to-all 10 + 8 = 18, hidden 5 + 2 = 7 (7/18 = 38.9%).
 const char* rank0_trace = R"({"otherData": {"rank": 0, "world_size": 2, "clock_offset_us": 0.25,
                                             "clock_rtt_us": 0.5}, "traceEvents": [
-  {"ph": "M", "pid": 0, "tid": 0, "name": "process_name", "args": {"name": "troupe t rank 0"}},
-  {"ph": "M", "pid": 0, "tid": 1, "name": "thread_name", "args": {"name": "comm.ep"}},
-  {"ph": "M", "pid": 0, "tid": 2, "name": "thread_name", "args": {"name": "expert.l0.s0"}},
-  {"ph": "X", "pid": 0, "tid": 1, "ts": 1000, "dur": 10, "name": "all_to_all_dispatch", "cat": "comm"},
-  {"ph": "X", "pid": 0, "tid": 2, "ts": 1005, "dur": 15, "name": "ffn", "cat": "compute"}]})";
+  {"ph": "M", "pid": 1, "tid": 0, "name": "process_name", "args": {"name": "troupe t rank 0"}},
+  {"ph": "M", "pid": 1, "tid": 1, "name": "thread_name", "args": {"name": "comm.ep"}},
+  {"ph": "M", "pid": 1, "tid": 2, "name": "thread_name", "args": {"name": "expert.l0.s0"}},
+  {"ph": "X", "pid": 1, "tid": 1, "ts": 1000, "dur": 10, "name": "all_to_all_dispatch", "cat": "comm"},
+  {"ph": "X", "pid": 1, "tid": 2, "ts": 1005, "dur": 15, "name": "ffn", "cat": "compute"}]})";
 const char* rank1_trace = R"({"otherData": {"rank": 1, "world_size": 2,
                                             "clock_offset_us": -123456, "clock_rtt_us": 4},
                               "traceEvents": [
-  {"ph": "M", "pid": 1, "tid": 0, "name": "process_name", "args": {"name": "troupe t rank 1"}},
-  {"ph": "M", "pid": 1, "tid": 1, "name": "thread_name", "args": {"name": "comm.ep"}},
-  {"ph": "M", "pid": 1, "tid": 2, "name": "thread_name", "args": {"name": "expert.l0.s1"}},
-  {"ph": "M", "pid": 1, "tid": 3, "name": "thread_name", "args": {"name": "trainer"}},
-  {"ph": "X", "pid": 1, "tid": 1, "ts": 1004, "dur": 8, "name": "all_to_all_combine", "cat": "comm"},
-  {"ph": "X", "pid": 1, "tid": 2, "ts": 1003, "dur": 3, "name": "ffn", "cat": "compute"},
-  {"ph": "X", "pid": 1, "tid": 3, "ts": 1020, "dur": 10, "name": "load", "cat": "data"}]})";
+  {"ph": "M", "pid": 2, "tid": 0, "name": "process_name", "args": {"name": "troupe t rank 1"}},
+  {"ph": "M", "pid": 2, "tid": 1, "name": "thread_name", "args": {"name": "comm.ep"}},
+  {"ph": "M", "pid": 2, "tid": 2, "name": "thread_name", "args": {"name": "expert.l0.s1"}},
+  {"ph": "M", "pid": 2, "tid": 3, "name": "thread_name", "args": {"name": "trainer"}},
+  {"ph": "X", "pid": 2, "tid": 1, "ts": 1004, "dur": 8, "name": "all_to_all_combine", "cat": "comm"},
+  {"ph": "X", "pid": 2, "tid": 2, "ts": 1003, "dur": 3, "name": "ffn", "cat": "compute"},
+  {"ph": "X", "pid": 2, "tid": 3, "ts": 1020, "dur": 10, "name": "load", "cat": "data"}]})";
 
 }  // namespace
 
