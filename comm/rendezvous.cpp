@@ -8,6 +8,7 @@
 #include <array>
 #include <boost/asio.hpp>
 #include <functional>
+#include <limits>
 #include <map>
 #include <stdexcept>
 #include <thread>
@@ -21,6 +22,57 @@ namespace troupe {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+<<<<<<< HEAD
+=======
+namespace {
+
+constexpr std::size_t header_bytes = 9;  // op, key length, value length
+
+void put_u32(char* out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (24 - 8 * i)) & 0xFF);
+}
+
+std::uint32_t get_u32(const char* in) {
+  std::uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
+  return v;
+}
+
+constexpr std::size_t clock_bytes = 8;
+
+std::string encode_i64(std::int64_t value) {
+  const auto v = static_cast<std::uint64_t>(value);
+  std::string out(clock_bytes, '\0');
+  for (std::size_t i = 0; i < clock_bytes; ++i)
+    out[i] = static_cast<char>((v >> (56 - 8 * i)) & 0xFF);
+  return out;
+}
+
+std::int64_t decode_i64(const std::string& in) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < clock_bytes; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
+  return static_cast<std::int64_t>(v);
+}
+
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// What a request is, for messages: "set 'KEY'", "get 'KEY'", "clock request".
+std::string request_text(char op, const std::string& key) {
+  if (op == 'c') return "clock request";
+  return std::string(op == 's' ? "set" : "get") + " '" + key + "'";
+}
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+  return fmt::format("{:g} s", static_cast<double>(ms.count()) / 1000.0);
+}
+
+}  // namespace
+
+>>>>>>> trace-ranks
 // ---- server ----
 
 struct RendezvousServer::Impl {
@@ -72,8 +124,13 @@ class Session : public std::enable_shared_from_this<Session> {
         waiting_[request.key].push_back(
             [self = shared_from_this()](const std::string& value) { self->answer(value); });
       }
+<<<<<<< HEAD
     } else if (request.op == 'w') {
       board_.watch(std::move(socket_), request);
+=======
+    } else if (header_[0] == 'c') {
+      answer(encode_i64(steady_ns()));
+>>>>>>> trace-ranks
     } else {
       spdlog::warn("rendezvous: unknown request op {:d}, closing the connection", request.op);
       socket_.close();
@@ -172,11 +229,34 @@ std::string RendezvousClient::get(const std::string& key) {
   return request('g', key, "");
 }
 
+ClockOffset RendezvousClient::measure_clock_offset(int samples) {
+  if (samples < 1)
+    throw std::invalid_argument("rendezvous: measure_clock_offset needs samples >= 1, got " +
+                                std::to_string(samples));
+  ClockOffset best{0, std::numeric_limits<double>::infinity()};
+  for (int i = 0; i < samples; ++i) {
+    const std::int64_t sent = steady_ns();
+    const std::string reply = request('c', "", "");
+    const std::int64_t received = steady_ns();
+    if (reply.size() != clock_bytes)
+      throw std::runtime_error("rendezvous: the master at " + address() + " answered a clock " +
+                               "request with " + std::to_string(reply.size()) + " bytes, not " +
+                               std::to_string(clock_bytes));
+    // In integer nanoseconds, so that the clocks' large epochs cost no precision.
+    const double rtt_us = static_cast<double>(received - sent) / 1000.0;
+    if (rtt_us < best.rtt_us) {
+      const std::int64_t midpoint = sent + (received - sent) / 2;
+      best = ClockOffset{static_cast<double>(decode_i64(reply) - midpoint) / 1000.0, rtt_us};
+    }
+  }
+  return best;
+}
+
 std::string RendezvousClient::request(char op, const std::string& key, const std::string& value) {
-  const char* what = op == 's' ? "set" : "get";
+  const std::string what = request_text(op, key);
   if (!impl_->socket.is_open()) {
-    throw std::runtime_error(std::string("rendezvous: ") + what + " '" + key +
-                             "': the connection to " + address() + " was lost earlier");
+    throw std::runtime_error("rendezvous: " + what + ": the connection to " + address() +
+                             " was lost earlier");
   }
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
   const std::string message = wire::encode(op, key, value);
@@ -197,14 +277,19 @@ std::string RendezvousClient::request(char op, const std::string& key, const std
     });
   }
   if (ec == asio::error::timed_out) {
+<<<<<<< HEAD
     throw std::runtime_error(std::string("rendezvous: ") + what + " '" + key + "' at " + address() +
                              " timed out after " + wire::seconds_text(timeout_) +
+=======
+    throw std::runtime_error("rendezvous: " + what + " at " + address() + " timed out after " +
+                             seconds_text(timeout_) +
+>>>>>>> trace-ranks
                              (op == 'g' ? " (no rank set it: did a peer fail to start?)" : ""));
   }
   if (ec) {
     impl_->socket.close();
-    throw std::runtime_error(std::string("rendezvous: ") + what + " '" + key + "' at " + address() +
-                             " failed (" + ec.message() + ")");
+    throw std::runtime_error("rendezvous: " + what + " at " + address() + " failed (" +
+                             ec.message() + ")");
   }
   return reply;
 }

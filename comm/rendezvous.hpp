@@ -9,6 +9,7 @@
 // std::runtime_error naming the master's address, the key and the timeout, so a rank whose master
 // never came up, or whose peers died before publishing, fails instead of hanging.
 //
+<<<<<<< HEAD
 // The same server serves liveness: each rank's PeerWatch (comm/peer_watch.hpp) holds a connection
 // of its own to it, and the server tells every rank when another dies (comm/liveness_board.hpp).
 //
@@ -16,6 +17,19 @@
 // (comm/rendezvous_wire.hpp) whose op is 's' (set) or 'g' (get); the answer is a 4-byte
 // big-endian length and that many bytes (empty for set). A connection opening with 'w' is a
 // PeerWatch's.
+=======
+// The master also serves its clock, so that every rank can put its trace on rank 0's time
+// (trace/trace_recorder.hpp): steady clocks (CLOCK_MONOTONIC) of different machines count from
+// different boots, so measure_clock_offset() measures the difference NTP-style. It is measured
+// once; quartz drift (tens of ppm) moves the clocks apart by up to tens of ms per hour after it.
+//
+// Wire format (one TCP connection per client, requests answered in order): a request is
+// op (1 byte: 's' set, 'g' get, 'c' clock), key length and value length (4 bytes each,
+// big-endian), key, value; the answer is a 4-byte big-endian length and that many bytes (empty
+// for set). A clock request has an empty key and value; its answer is 8 bytes, the master's
+// std::chrono::steady_clock in nanoseconds since its epoch as a big-endian signed integer, read
+// when the request is served.
+>>>>>>> trace-ranks
 #pragma once
 
 #include <chrono>
@@ -49,6 +63,12 @@ class RendezvousServer {
   std::unique_ptr<Impl> impl_;
 };
 
+// This process's steady clock against the master's (RendezvousClient::measure_clock_offset).
+struct ClockOffset {
+  double offset_us = 0;  // add to this process's steady clock (µs since its epoch) for the master's
+  double rtt_us = 0;  // round trip of the measurement: the offset is right to within ±rtt_us / 2
+};
+
 class RendezvousClient {
  public:
   static constexpr std::chrono::milliseconds default_timeout{60'000};
@@ -63,6 +83,12 @@ class RendezvousClient {
   void set(const std::string& key, const std::string& value);
   // Waits until some client has set `key`, up to the timeout.
   std::string get(const std::string& key);
+
+  // Asks the master for its clock `samples` times and keeps the fastest round trip, whose
+  // answer is the least delayed: offset = server_time - (t_send + t_receive) / 2. The server read
+  // its clock somewhere between t_send and t_receive, so the error is at most half the round trip.
+  // Throws std::invalid_argument for samples < 1, and what get() throws when the master fails.
+  ClockOffset measure_clock_offset(int samples = 8);
 
   std::chrono::milliseconds timeout() const { return timeout_; }
   // "host:port", for messages.

@@ -1,4 +1,4 @@
-// The `troupe` command: train a config, launch ranks, plot metrics and traces, summarize a trace.
+// The `troupe` command: train a config, launch ranks, plot metrics and traces, summarize traces.
 //
 //   troupe train CONFIG [--deepspeed_config DS_CONFIG] [--resume DIR] [--trace FILE]
 //                       [--metrics FILE] [--steps N] [--plot]
@@ -7,10 +7,12 @@
 //                 [--master_port P] [--hostfile FILE] CONFIG [train options]
 //   troupe plot METRICS.jsonl… | TRACE.json [-o DIR] [--step N]
 //   troupe export CHECKPOINT --format deepspeed -o model.safetensors  (and --format troupe back)
-//   troupe trace summarize FILE
+//   troupe trace summarize FILE...   (one file, or one per rank of a run)
 //   troupe config-keys --markdown   (docs/CONFIG-KEYS.md: what troupe does with each DeepSpeed key)
 #include <cstdio>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -108,12 +110,16 @@ int main(int argc, char** argv) {
   launch_cmd->add_option("--rank_offset", lo.rank_offset,
                          "Set by the first host's launcher for the others");
 
-  std::string trace_path;
+  std::vector<std::string> trace_paths;
   auto* trace_cmd = app.add_subcommand("trace", "Work with Chrome-trace files troupe wrote");
   trace_cmd->require_subcommand(1);
-  auto* summarize =
-      trace_cmd->add_subcommand("summarize", "Per-actor busy/idle time, messages, overlap");
-  summarize->add_option("file", trace_path, "Trace JSON")->required()->check(CLI::ExistingFile);
+  auto* summarize = trace_cmd->add_subcommand(
+      "summarize",
+      "Per-actor busy/idle time, messages, overlap, and the all-to-all hidden under compute; "
+      "several files: one per rank, side by side on rank 0's clock");
+  summarize->add_option("files", trace_paths, "Trace JSON (one per rank)")
+      ->required()
+      ->check(CLI::ExistingFile);
 
   auto* keys_cmd = app.add_subcommand(
       "config-keys", "What troupe does with each DeepSpeed config key (docs/CONFIG-KEYS.md)");
@@ -134,7 +140,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   try {
-    std::fputs(troupe::format_summary(troupe::summarize_chrome_trace(trace_path)).c_str(), stdout);
+    std::fputs(troupe::format_rank_summaries(troupe::summarize_rank_traces(trace_paths)).c_str(),
+               stdout);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return 1;

@@ -24,19 +24,23 @@ double length(const Intervals& disjoint) {
   return total;
 }
 
-double overlap(const Intervals& a, const Intervals& b) {
-  double total = 0;
+Intervals intersected(const Intervals& a, const Intervals& b) {
+  Intervals out;
   std::size_t i = 0, j = 0;
   while (i < a.size() && j < b.size()) {
     const double lo = std::max(a[i].first, b[j].first);
     const double hi = std::min(a[i].second, b[j].second);
-    if (hi > lo) total += hi - lo;
+    if (hi > lo) out.emplace_back(lo, hi);
     if (a[i].second < b[j].second)
       ++i;
     else
       ++j;
   }
-  return total;
+  return out;
+}
+
+double overlap(const Intervals& a, const Intervals& b) {
+  return length(intersected(a, b));
 }
 
 }  // namespace troupe

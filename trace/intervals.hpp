@@ -15,7 +15,10 @@ Intervals merged(Intervals v);
 // Total length of disjoint intervals.
 double length(const Intervals& disjoint);
 
-// Length of the intersection of two merged interval lists (one sweep over both).
+// The intersection of two merged interval lists, itself merged (one sweep over both).
+Intervals intersected(const Intervals& a, const Intervals& b);
+
+// Length of the intersection of two merged interval lists.
 double overlap(const Intervals& a, const Intervals& b);
 
 }  // namespace troupe

@@ -7,6 +7,7 @@
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 
@@ -72,6 +73,58 @@ json read_json(const std::string& path) {
   }
 }
 
+// The rank and clock offset in "otherData", each all or nothing.
+class OtherDataReader {
+ public:
+  OtherDataReader(const json& doc, const std::string& path)
+      : path_(path),
+        data_(doc.is_object() && doc.contains("otherData") ? &doc.at("otherData") : nullptr) {
+    if (data_ && !data_->is_object())
+      throw std::invalid_argument(where() + " must be a JSON object: " + data_->dump());
+  }
+
+  std::optional<TraceRank> rank() const {
+    if (!has("rank") && !has("world_size")) return std::nullopt;
+    const TraceRank r{integer("rank"), integer("world_size")};
+    if (r.world_size < 1 || r.rank < 0 || r.rank >= r.world_size)
+      throw std::invalid_argument(where() + ": rank " + std::to_string(r.rank) + " of world size " +
+                                  std::to_string(r.world_size) + ": need 0 <= rank < world_size");
+    return r;
+  }
+
+  std::optional<TraceClock> clock() const {
+    if (!has("clock_offset_us") && !has("clock_rtt_us")) return std::nullopt;
+    const TraceClock c{number("clock_offset_us"), number("clock_rtt_us")};
+    if (c.rtt_us < 0)
+      throw std::invalid_argument(where() + ": clock_rtt_us must not be negative, got " +
+                                  std::to_string(c.rtt_us));
+    return c;
+  }
+
+ private:
+  std::string where() const { return "read_chrome_trace('" + path_ + "'): otherData"; }
+  bool has(const char* key) const { return data_ && data_->contains(key); }
+  const json& field(const char* key) const {
+    if (!has(key)) throw std::invalid_argument(where() + " has no \"" + key + "\"");
+    return data_->at(key);
+  }
+  int integer(const char* key) const {
+    const json& value = field(key);
+    if (!value.is_number_integer())
+      throw std::invalid_argument(where() + " \"" + key + "\" must be an integer: " + value.dump());
+    return value.get<int>();
+  }
+  double number(const char* key) const {
+    const json& value = field(key);
+    if (!value.is_number())
+      throw std::invalid_argument(where() + " \"" + key + "\" must be a number: " + value.dump());
+    return value.get<double>();
+  }
+
+  const std::string& path_;
+  const json* data_;
+};
+
 struct TrackData {
   std::string thread_name;
   TraceTrack track;
@@ -121,9 +174,13 @@ ChromeTrace read_chrome_trace(const std::string& path) {
   }
 
   ChromeTrace trace;
+  const OtherDataReader other_data(doc, path);
+  trace.rank = other_data.rank();
+  trace.clock = other_data.clock();
   for (auto& [key, data] : tracks) {
     const auto& [pid, tid] = key;
     TraceTrack& t = data.track;
+    t.pid = pid;
     t.name = data.thread_name.empty() ? "tid " + std::to_string(tid) : data.thread_name;
     if (process_names.size() > 1) {
       auto it = process_names.find(pid);

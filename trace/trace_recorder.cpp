@@ -14,8 +14,12 @@ using nlohmann::json;
 
 namespace {
 
-// All tracks live in one process of the trace; one recorder is one process.
-constexpr int trace_pid = 1;
+// A recorder without a rank is the one process of its trace; rank R is process R + 1 (pid 0 is
+// the idle task to Perfetto, see trace_recorder.hpp).
+constexpr int single_process_pid = 1;
+int rank_pid(int rank) {
+  return rank + 1;
+}
 
 void check_track(std::string_view track, const char* what) {
   if (track.empty())
@@ -27,34 +31,41 @@ double to_ns_precision(double us) {
   return std::round(us * 1000.0) / 1000.0;
 }
 
-json metadata_event(const char* kind, int tid, const std::string& name) {
-  return {
-      {"ph", "M"}, {"pid", trace_pid}, {"tid", tid}, {"name", kind}, {"args", {{"name", name}}}};
-}
+// Where events are written: the process (the rank) and the shift from recorder time to the
+// file's time base (0, or the recorder's start on rank 0's clock).
+struct EventFrame {
+  int pid;
+  double shift_us;
 
-json slice_event(int tid, double ts, double dur, const std::string& name, std::string_view cat,
-                 json args) {
-  json e = {{"ph", "X"},
-            {"pid", trace_pid},
-            {"tid", tid},
-            {"ts", to_ns_precision(ts)},
-            {"dur", to_ns_precision(dur)},
-            {"name", name},
-            {"cat", cat}};
-  if (!args.is_null()) e["args"] = std::move(args);
-  return e;
-}
+  json metadata(const char* kind, int tid, json args) const {
+    return {{"ph", "M"}, {"pid", pid}, {"tid", tid}, {"name", kind}, {"args", std::move(args)}};
+  }
 
-// Flow events bind to the slice open on their thread at their time: the zero-length message
-// slice written just before them ("bp": "e" makes the receiving end do the same).
-json flow_event(const char* phase, int tid, double ts, const std::string& type, std::uint64_t id) {
-  json e = {{"ph", phase},  {"pid", trace_pid},
-            {"tid", tid},   {"ts", to_ns_precision(ts)},
-            {"name", type}, {"cat", trace_category::message},
-            {"id", id}};
-  if (std::string_view(phase) == "f") e["bp"] = "e";
-  return e;
-}
+  json slice(int tid, double ts, double dur, const std::string& name, std::string_view cat,
+             json args) const {
+    json e = {{"ph", "X"},
+              {"pid", pid},
+              {"tid", tid},
+              {"ts", to_ns_precision(ts + shift_us)},
+              {"dur", to_ns_precision(dur)},
+              {"name", name},
+              {"cat", cat}};
+    if (!args.is_null()) e["args"] = std::move(args);
+    return e;
+  }
+
+  // Flow events bind to the slice open on their thread at their time: the zero-length message
+  // slice written just before them ("bp": "e" makes the receiving end do the same).
+  json flow(const char* phase, int tid, double ts, const std::string& type,
+            std::uint64_t id) const {
+    json e = {{"ph", phase},  {"pid", pid},
+              {"tid", tid},   {"ts", to_ns_precision(ts + shift_us)},
+              {"name", type}, {"cat", trace_category::message},
+              {"id", id}};
+    if (std::string_view(phase) == "f") e["bp"] = "e";
+    return e;
+  }
+};
 
 }  // namespace
 
@@ -66,6 +77,24 @@ TraceRecorder::TraceRecorder(std::string process_name, bool enabled)
 double TraceRecorder::now_us() const {
   return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start_)
       .count();
+}
+
+void TraceRecorder::set_rank(int rank, int world_size) {
+  if (world_size < 1 || rank < 0 || rank >= world_size)
+    throw std::invalid_argument("TraceRecorder::set_rank: rank " + std::to_string(rank) +
+                                " of world size " + std::to_string(world_size) +
+                                ": need 0 <= rank < world_size");
+  std::lock_guard lock(mutex_);
+  rank_ = Rank{rank, world_size};
+}
+
+void TraceRecorder::set_clock_offset(double offset_us, double rtt_us) {
+  if (!std::isfinite(offset_us) || !std::isfinite(rtt_us) || rtt_us < 0)
+    throw std::invalid_argument("TraceRecorder::set_clock_offset: offset " +
+                                std::to_string(offset_us) + " us, rtt " + std::to_string(rtt_us) +
+                                " us: need a finite offset and a finite rtt >= 0");
+  std::lock_guard lock(mutex_);
+  clock_offset_ = ClockOffset{offset_us, rtt_us};
 }
 
 int TraceRecorder::track_id_locked(std::string_view track) {
@@ -124,10 +153,27 @@ json TraceRecorder::chrome_trace_json() const {
   const double now = now_us();
   std::lock_guard lock(mutex_);
 
+  EventFrame frame{rank_ ? rank_pid(rank_->rank) : single_process_pid, 0.0};
+  json other_data = json::object();
   json events = json::array();
-  events.push_back(metadata_event("process_name", 0, process_name_));
+  if (rank_) {
+    other_data["rank"] = rank_->rank;
+    other_data["world_size"] = rank_->world_size;
+    events.push_back(frame.metadata(
+        "process_name", 0, {{"name", process_name_ + " rank " + std::to_string(rank_->rank)}}));
+    events.push_back(frame.metadata("process_sort_index", 0, {{"sort_index", rank_->rank}}));
+  } else {
+    events.push_back(frame.metadata("process_name", 0, {{"name", process_name_}}));
+  }
+  if (clock_offset_) {
+    const double start_us =
+        std::chrono::duration<double, std::micro>(start_.time_since_epoch()).count();
+    frame.shift_us = start_us + clock_offset_->offset_us;
+    other_data["clock_offset_us"] = clock_offset_->offset_us;
+    other_data["clock_rtt_us"] = clock_offset_->rtt_us;
+  }
   for (const auto& [name, tid] : tracks_)
-    events.push_back(metadata_event("thread_name", tid, name));
+    events.push_back(frame.metadata("thread_name", tid, {{"name", name}}));
 
   // Timed events sorted by start, longer first, then by emission order: a parent precedes the
   // spans it encloses, and each flow event directly follows the message slice it binds to.
@@ -141,9 +187,9 @@ json TraceRecorder::chrome_trace_json() const {
   auto add = [&timed](double ts, double dur, json event) {
     timed.push_back(Timed{ts, dur, timed.size(), std::move(event)});
   };
-  auto add_span = [&add](const Span& s, double end, json args) {
+  auto add_span = [&add, &frame](const Span& s, double end, json args) {
     add(s.start_us, end - s.start_us,
-        slice_event(s.tid, s.start_us, end - s.start_us, s.name, s.category, std::move(args)));
+        frame.slice(s.tid, s.start_us, end - s.start_us, s.name, s.category, std::move(args)));
   };
   for (const Span& s : spans_) add_span(s, s.end_us, s.args);
   for (const auto& [id, s] : open_spans_) {
@@ -156,18 +202,20 @@ json TraceRecorder::chrome_trace_json() const {
     ++flow_id;
     json args = {{"type", m.type}, {"micro_batch", m.micro_batch}, {"bytes", m.bytes}};
     add(m.send_us, 0,
-        slice_event(m.from_tid, m.send_us, 0, "send " + m.type, trace_category::message, args));
-    add(m.send_us, 0, flow_event("s", m.from_tid, m.send_us, m.type, flow_id));
+        frame.slice(m.from_tid, m.send_us, 0, "send " + m.type, trace_category::message, args));
+    add(m.send_us, 0, frame.flow("s", m.from_tid, m.send_us, m.type, flow_id));
     add(m.receive_us, 0,
-        slice_event(m.to_tid, m.receive_us, 0, "recv " + m.type, trace_category::message,
+        frame.slice(m.to_tid, m.receive_us, 0, "recv " + m.type, trace_category::message,
                     std::move(args)));
-    add(m.receive_us, 0, flow_event("f", m.to_tid, m.receive_us, m.type, flow_id));
+    add(m.receive_us, 0, frame.flow("f", m.to_tid, m.receive_us, m.type, flow_id));
   }
   std::sort(timed.begin(), timed.end(), [](const Timed& a, const Timed& b) {
     return std::tie(a.ts, b.dur, a.order) < std::tie(b.ts, a.dur, b.order);
   });
   for (Timed& t : timed) events.push_back(std::move(t.event));
-  return {{"traceEvents", std::move(events)}, {"displayTimeUnit", "ms"}};
+  json trace = {{"traceEvents", std::move(events)}, {"displayTimeUnit", "ms"}};
+  if (!other_data.empty()) trace["otherData"] = std::move(other_data);
+  return trace;
 }
 
 void TraceRecorder::write_chrome_trace(const std::string& path) const {

@@ -9,6 +9,21 @@
 //
 // The recorder is meant to stay in production builds: when disabled, begin_span and message cost
 // one relaxed atomic load. Times are microseconds of a steady clock since the recorder was made.
+//
+// Several ranks: each rank records its own file. After set_rank(R, W) its tracks are the rank's
+// own process (pid R + 1, named "<process name> rank R", sorted by R), so several files loaded
+// together in Perfetto show one group per rank. Not pid R: Perfetto treats pid 0 as the kernel's
+// idle task and asks synthesized traces to start at 1 (google/perfetto#394). After
+// set_clock_offset() the clock offset is applied when writing: timestamps are then rank 0's steady
+// clock in microseconds (this process's steady clock plus the offset the rendezvous measured,
+// comm/rendezvous.hpp), so the ranks' files line up as they are, in Perfetto and in `troupe trace
+// summarize`. Rank 0 sets its offset too (its own measurement, about 0) so that its file is on the
+// same time base. The file's top-level "otherData" records what was applied (the reader returns it,
+// trace/trace_reader.hpp):
+//   "rank", "world_size"              after set_rank
+//   "clock_offset_us", "clock_rtt_us" after set_clock_offset (the offset is within ±rtt/2)
+// Without either the output is the single-process trace: pid 1, times since the recorder started
+// (so rank 0's pid is the single process's).
 #pragma once
 
 #include <atomic>
@@ -18,6 +33,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -37,6 +53,11 @@ inline constexpr std::string_view optimizer = "optimizer";  // parameter updates
 inline constexpr std::string_view data = "data";            // batch loading
 }  // namespace trace_category
 
+// Comm spans whose name starts with this are the expert-parallel token exchange (on track
+// "comm.ep": "all_to_all_dispatch", "all_to_all_combine", from issue to completion); the trace
+// summary reports how much of their time compute on the rank's other tracks hides.
+inline constexpr std::string_view all_to_all_span_prefix = "all_to_all";
+
 class TraceRecorder {
  public:
   explicit TraceRecorder(std::string process_name = "troupe", bool enabled = true);
@@ -49,6 +70,15 @@ class TraceRecorder {
 
   // Microseconds since construction, sub-microsecond resolution (short CPU kernels matter).
   double now_us() const;
+
+  // This recorder traces rank `rank` of `world_size` (see the top of this file). Throws
+  // std::invalid_argument unless 0 <= rank < world_size.
+  void set_rank(int rank, int world_size);
+  // Writes times on rank 0's clock: `offset_us` added to this process's steady clock (µs since
+  // its epoch) gives rank 0's, to within ±rtt_us / 2 (RendezvousClient::measure_clock_offset).
+  // Applies to everything written afterwards, events recorded before the call included. Throws
+  // std::invalid_argument for a non-finite offset or a negative or non-finite rtt.
+  void set_clock_offset(double offset_us, double rtt_us);
 
   // Opens a span on `track` starting now; returns no_span while disabled. `args` (a JSON object
   // or null) is shown with the span. Throws std::invalid_argument for an empty track name.
@@ -87,6 +117,15 @@ class TraceRecorder {
     double receive_us;
   };
 
+  struct Rank {
+    int rank;
+    int world_size;
+  };
+  struct ClockOffset {
+    double offset_us;
+    double rtt_us;
+  };
+
   int track_id_locked(std::string_view track);
   nlohmann::json chrome_trace_json() const;
 
@@ -95,6 +134,8 @@ class TraceRecorder {
   std::atomic<bool> enabled_;
 
   mutable std::mutex mutex_;
+  std::optional<Rank> rank_;
+  std::optional<ClockOffset> clock_offset_;
   std::map<std::string, int, std::less<>> tracks_;  // name -> tid, numbered from 1 by first use
   std::unordered_map<SpanId, Span> open_spans_;
   std::vector<Span> spans_;

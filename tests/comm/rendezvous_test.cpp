@@ -1,8 +1,10 @@
 // The rendezvous key-value store (comm/rendezvous.hpp): a server on port 0 with clients in threads,
-// gets that wait for a later set, and the errors for an unreachable master and a missing key.
+// gets that wait for a later set, the errors for an unreachable master and a missing key, and the
+// clock offset measured against the master.
 #include <catch2/catch.hpp>
 
 #include <boost/asio.hpp>
+#include <cmath>
 #include <thread>
 
 #include "comm/rendezvous.hpp"
@@ -99,4 +101,20 @@ TEST_CASE("a get for a key nobody sets fails after the timeout, naming the key")
                     Catch::Contains("get 'ucx/7'") && Catch::Contains("timed out after 0.3 s"));
   CHECK(seconds_since(start) < 2.0);
   CHECK_THROWS_WITH(client.get("ucx/7"), Catch::Contains("connection to 127.0.0.1:"));
+}
+
+TEST_CASE("the clock offset to a master in the same process is 0 within half the round trip") {
+  RendezvousServer server("127.0.0.1", 0);
+  RendezvousClient client("127.0.0.1", server.port(), 10s);
+  client.set("before", "clock");
+  const ClockOffset clock = client.measure_clock_offset(5);
+  // Both ends read the same steady clock, so the true offset is 0. The server read it between the
+  // client's send and receive, so |offset| <= rtt / 2 holds exactly, but for the 0.5 ns the
+  // integer halving of the round trip may drop.
+  CHECK(clock.rtt_us > 0);
+  CHECK(clock.rtt_us < 1e6);  // a loopback round trip, even on a loaded machine
+  CHECK(std::abs(clock.offset_us) <= clock.rtt_us / 2 + 0.001);
+  // Clock requests leave the connection in step for the store's own requests.
+  CHECK(client.get("before") == "clock");
+  CHECK_THROWS_WITH(client.measure_clock_offset(0), Catch::Contains("samples >= 1, got 0"));
 }

@@ -1,11 +1,13 @@
 // TraceRecorder: the Chrome trace it writes from several threads parses, names every track,
-// pairs each flow start with its end, and keeps nested spans inside their parents.
+// pairs each flow start with its end, and keeps nested spans inside their parents; a rank's
+// recorder writes its process as the rank and its times on rank 0's clock.
 #include <catch2/catch.hpp>
 
 #include "test_util/temp_dir.hpp"
 
 #include <unistd.h>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -16,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "trace/trace_reader.hpp"
 #include "trace/trace_recorder.hpp"
 
 using namespace troupe;
@@ -160,7 +163,8 @@ TEST_CASE("a disabled recorder records nothing until enabled") {
   CHECK(thread_ids(trace).count("gate.l0") == 1);
 }
 
-TEST_CASE("span times are microseconds of a steady clock; open spans are marked unfinished") {
+// (No ';' or '[' in test names: catch_discover_tests would split the name or read a tag.)
+TEST_CASE("span times are microseconds of a steady clock, and open spans are marked unfinished") {
   test::TempDir dir("trace_recorder_timing");
   TraceRecorder recorder;
   SpanId open = recorder.begin_span("trainer", "step", trace_category::optimizer, {{"step", 3}});
@@ -192,4 +196,85 @@ TEST_CASE("misuse of the recorder throws with a clear message") {
   CHECK_THROWS_WITH(recorder.message("a", "b", "grads", 0, 8, 5.0, 4.0),
                     Catch::Contains("before it was sent"));
   CHECK_THROWS_AS(recorder.message("a", "", "grads", 0, 8, 4.0, 5.0), std::invalid_argument);
+  CHECK_THROWS_WITH(recorder.set_rank(2, 2), Catch::Contains("rank 2 of world size 2"));
+  CHECK_THROWS_AS(recorder.set_rank(-1, 2), std::invalid_argument);
+  CHECK_THROWS_AS(recorder.set_clock_offset(0, -1), std::invalid_argument);
+  CHECK_THROWS_AS(recorder.set_clock_offset(std::nan(""), 1), std::invalid_argument);
+}
+
+TEST_CASE("a rank's recorder writes its tracks as process R + 1, named and sorted by the rank") {
+  test::TempDir dir("trace_recorder_rank");
+  TraceRecorder recorder("troupe demo");
+  recorder.set_rank(2, 3);  // pid 3: not 1, the single-process pid
+  recorder.message("gate.l0", "comm.ep", "tokens", 0, 64, 1.0, 2.0);
+  { ScopedSpan span(recorder, "comm.ep", "all_to_all_dispatch", trace_category::comm); }
+  const json trace = write_and_parse(recorder, dir.path / "rank2.json");
+  for (const auto& e : trace.at("traceEvents")) CHECK(e.at("pid") == 3);
+  const auto metadata = events_with(trace, "M");
+  REQUIRE(metadata.size() == 4);  // process name and sort index, two thread names
+  CHECK(metadata[0].at("name") == "process_name");
+  CHECK(metadata[0].at("args").at("name") == "troupe demo rank 2");
+  CHECK(metadata[1].at("name") == "process_sort_index");
+  CHECK(metadata[1].at("args").at("sort_index") == 2);
+  CHECK(trace.at("otherData") == json{{"rank", 2}, {"world_size", 3}});  // no clock offset yet
+
+  const ChromeTrace read = read_chrome_trace((dir.path / "rank2.json").string());
+  REQUIRE(read.rank.has_value());
+  CHECK(read.rank->rank == 2);
+  CHECK(read.rank->world_size == 3);
+  CHECK_FALSE(read.clock.has_value());
+  REQUIRE(read.tracks.size() == 2);
+  CHECK(read.tracks[0].pid == 3);
+  CHECK(read.tracks[0].name == "gate.l0");  // one process: tracks keep their own names
+
+  // Without a rank the trace is the single-process one: pid 1, no otherData.
+  TraceRecorder single("troupe demo");
+  single.message("gate.l0", "trainer", "loss", 0, 4, 1.0, 2.0);
+  const json plain = write_and_parse(single, dir.path / "single.json");
+  for (const auto& e : plain.at("traceEvents")) CHECK(e.at("pid") == 1);
+  CHECK_FALSE(plain.contains("otherData"));
+  CHECK(events_with(plain, "M")[0].at("args").at("name") == "troupe demo");
+}
+
+TEST_CASE("a clock offset moves every timestamp onto rank 0's clock when written") {
+  test::TempDir dir("trace_recorder_clock");
+  const auto steady_us = [] {
+    return std::chrono::duration<double, std::micro>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+  const double before = steady_us();
+  TraceRecorder recorder;
+  const double after = steady_us();
+  recorder.set_rank(1, 2);
+  // Message times are given, so the expected times are exact up to the recorder's start.
+  recorder.message("gate.l0", "expert.l0", "tokens", 0, 64, 10.0, 12.5);
+  const json local = write_and_parse(recorder, dir.path / "local.json");
+  CHECK(events_with(local, "s").at(0).at("ts") == 10.0);  // no offset yet: since the start
+
+  constexpr double offset_us = -5e6, rtt_us = 40;
+  recorder.set_clock_offset(offset_us, rtt_us);
+  const json shifted = write_and_parse(recorder, dir.path / "shifted.json");
+  CHECK(shifted.at("otherData") == json{{"rank", 1},
+                                        {"world_size", 2},
+                                        {"clock_offset_us", offset_us},
+                                        {"clock_rtt_us", rtt_us}});
+  const double sent = events_with(shifted, "s").at(0).at("ts");
+  const double received = events_with(shifted, "f").at(0).at("ts");
+  // The recorder started between `before` and `after` on this process's steady clock; written
+  // times are that start plus the offset plus the recorded time. Times are kept to the
+  // nanosecond, so their difference is exact to 1 ns.
+  CHECK(sent >= before + offset_us + 10.0 - 0.001);
+  CHECK(sent <= after + offset_us + 10.0 + 0.001);
+  CHECK(received - sent == Approx(2.5).margin(0.001));
+  // Every timed event moved by the same amount: the slices sit under their flows.
+  for (const auto& e : events_with(shifted, "X"))
+    CHECK((e.at("ts") == sent || e.at("ts") == received));
+
+  const ChromeTrace read = read_chrome_trace((dir.path / "shifted.json").string());
+  REQUIRE(read.clock.has_value());
+  CHECK(read.clock->offset_us == offset_us);
+  CHECK(read.clock->rtt_us == rtt_us);
+  REQUIRE(read.messages.size() == 1);
+  CHECK(read.messages[0].send_us == sent);
 }
