@@ -22,21 +22,7 @@ namespace troupe {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-<<<<<<< HEAD
-=======
 namespace {
-
-constexpr std::size_t header_bytes = 9;  // op, key length, value length
-
-void put_u32(char* out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (24 - 8 * i)) & 0xFF);
-}
-
-std::uint32_t get_u32(const char* in) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
-  return v;
-}
 
 constexpr std::size_t clock_bytes = 8;
 
@@ -66,13 +52,8 @@ std::string request_text(char op, const std::string& key) {
   return std::string(op == 's' ? "set" : "get") + " '" + key + "'";
 }
 
-std::string seconds_text(std::chrono::milliseconds ms) {
-  return fmt::format("{:g} s", static_cast<double>(ms.count()) / 1000.0);
-}
-
 }  // namespace
 
->>>>>>> trace-ranks
 // ---- server ----
 
 struct RendezvousServer::Impl {
@@ -124,13 +105,10 @@ class Session : public std::enable_shared_from_this<Session> {
         waiting_[request.key].push_back(
             [self = shared_from_this()](const std::string& value) { self->answer(value); });
       }
-<<<<<<< HEAD
     } else if (request.op == 'w') {
       board_.watch(std::move(socket_), request);
-=======
-    } else if (header_[0] == 'c') {
+    } else if (request.op == 'c') {
       answer(encode_i64(steady_ns()));
->>>>>>> trace-ranks
     } else {
       spdlog::warn("rendezvous: unknown request op {:d}, closing the connection", request.op);
       socket_.close();
@@ -277,13 +255,8 @@ std::string RendezvousClient::request(char op, const std::string& key, const std
     });
   }
   if (ec == asio::error::timed_out) {
-<<<<<<< HEAD
-    throw std::runtime_error(std::string("rendezvous: ") + what + " '" + key + "' at " + address() +
-                             " timed out after " + wire::seconds_text(timeout_) +
-=======
     throw std::runtime_error("rendezvous: " + what + " at " + address() + " timed out after " +
-                             seconds_text(timeout_) +
->>>>>>> trace-ranks
+                             wire::seconds_text(timeout_) +
                              (op == 'g' ? " (no rank set it: did a peer fail to start?)" : ""));
   }
   if (ec) {

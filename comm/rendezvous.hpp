@@ -9,27 +9,20 @@
 // std::runtime_error naming the master's address, the key and the timeout, so a rank whose master
 // never came up, or whose peers died before publishing, fails instead of hanging.
 //
-<<<<<<< HEAD
 // The same server serves liveness: each rank's PeerWatch (comm/peer_watch.hpp) holds a connection
 // of its own to it, and the server tells every rank when another dies (comm/liveness_board.hpp).
 //
-// Wire format (one TCP connection per client, requests answered in order): a request is a frame
-// (comm/rendezvous_wire.hpp) whose op is 's' (set) or 'g' (get); the answer is a 4-byte
-// big-endian length and that many bytes (empty for set). A connection opening with 'w' is a
-// PeerWatch's.
-=======
 // The master also serves its clock, so that every rank can put its trace on rank 0's time
 // (trace/trace_recorder.hpp): steady clocks (CLOCK_MONOTONIC) of different machines count from
 // different boots, so measure_clock_offset() measures the difference NTP-style. It is measured
 // once; quartz drift (tens of ppm) moves the clocks apart by up to tens of ms per hour after it.
 //
-// Wire format (one TCP connection per client, requests answered in order): a request is
-// op (1 byte: 's' set, 'g' get, 'c' clock), key length and value length (4 bytes each,
-// big-endian), key, value; the answer is a 4-byte big-endian length and that many bytes (empty
-// for set). A clock request has an empty key and value; its answer is 8 bytes, the master's
-// std::chrono::steady_clock in nanoseconds since its epoch as a big-endian signed integer, read
-// when the request is served.
->>>>>>> trace-ranks
+// Wire format (one TCP connection per client, requests answered in order): a request is a frame
+// (comm/rendezvous_wire.hpp) whose op is 's' (set), 'g' (get) or 'c' (clock); the answer is a
+// 4-byte big-endian length and that many bytes (empty for set). A clock request has an empty key
+// and value; its answer is 8 bytes, the master's std::chrono::steady_clock in nanoseconds since
+// its epoch as a big-endian signed integer, read when the request is served. A connection opening
+// with 'w' is a PeerWatch's.
 #pragma once
 
 #include <chrono>

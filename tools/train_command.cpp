@@ -12,6 +12,7 @@
 #include "actors/trace_actor.hpp"
 #include "actors/trainer_actor.hpp"
 #include "comm/rank_world.hpp"
+#include "comm/rendezvous.hpp"
 #include "configs/lr_schedule.hpp"
 #include "configs/run_config.hpp"
 #include "kernels/ops/gemm.hpp"
@@ -145,6 +146,12 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
   if (multi_rank && !trace_file.empty()) trace_file = per_rank_path(trace_file, rank.rank);
   std::shared_ptr<TraceRecorder> recorder;
   if (!trace_file.empty()) recorder = std::make_shared<TraceRecorder>("troupe " + config.name);
+  if (recorder && multi_rank) {
+    // Each rank's file is its own process in a trace viewer, on rank 0's clock.
+    recorder->set_rank(static_cast<int>(rank.rank), static_cast<int>(rank.world_size));
+    const ClockOffset offset = world->store().measure_clock_offset();
+    recorder->set_clock_offset(offset.offset_us, offset.rtt_us);
+  }
 
   if (!command.init_from.empty()) {
     init_parameters_from(command.init_from, model.parameters());
