@@ -223,7 +223,15 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
     to.run_id = ckpt.meta.run_id;
     spdlog::info("resumed run {} from {} at step {}", to.run_id, ckpt.path, ckpt.meta.step);
   } else {
-    to.run_id = new_run_id();
+    // One run id for all ranks: rank 0 draws it and the others read it from the store.
+    if (!multi_rank) {
+      to.run_id = new_run_id();
+    } else if (rank0) {
+      to.run_id = new_run_id();
+      world->store().set("troupe/run_id", to.run_id);
+    } else {
+      to.run_id = world->store().get("troupe/run_id");
+    }
     spdlog::info("run id: {} (a new run)", to.run_id);
   }
   const bool checkpoints =
