@@ -344,3 +344,60 @@ TEST_CASE("a rank killed mid-run under the launcher: the launcher stops the othe
   CHECK_FALSE(test::exited_ok(status));
   CHECK_THAT(test::read_text(log), Catch::Contains("rank 1") && Catch::Contains("signal"));
 }
+
+TEST_CASE(
+    "ranks started by Slurm or Open MPI (their variables, set by hand) train without the "
+    "launcher",
+    "[multi_rank]") {
+  const test::TempDir scratch("multi_rank_env");
+  test::write_tiny_fashion_mnist(scratch.path / "data");
+  const fs::path config = write_config(scratch.path, "env", scratch.path / "data", {2, 2, false});
+  const std::string port = std::to_string(free_port());
+  std::vector<std::string> names;
+  SECTION("Slurm") {
+    names = {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE"};
+  }
+  SECTION("Open MPI") {
+    names = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+             "OMPI_COMM_WORLD_LOCAL_SIZE"};
+  }
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 2; ++r)
+    ranks.push_back(test::spawn_command(
+        {TROUPE_BINARY, "train", config.string()},
+        scratch.path / ("rank" + std::to_string(r) + ".log"), "",
+        {names[0] + "=" + std::to_string(r), names[1] + "=2", names[2] + "=" + std::to_string(r),
+         names[3] + "=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port}));
+  for (int r = 0; r < 2; ++r) {
+    const int status = wait_at_most(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(60));
+    const fs::path log = scratch.path / ("rank" + std::to_string(r) + ".log");
+    INFO(test::read_text(log));
+    CHECK(test::exited_ok(status));
+    CHECK(fs::exists(rank_dir(scratch.path / "env_ckpt", r) / checkpoint_file_name(5)));
+  }
+  CHECK_THAT(test::read_text(scratch.path / "rank0.log"), Catch::Contains("rank 0 of 2"));
+}
+
+TEST_CASE("an unreachable master is a clear error within runtime.master_timeout", "[multi_rank]") {
+  const test::TempDir scratch("multi_rank_master");
+  test::write_tiny_fashion_mnist(scratch.path / "data");
+  const fs::path path = write_config(scratch.path, "alone", scratch.path / "data", {2, 2, false});
+  std::ifstream in(path);
+  nlohmann::json c = nlohmann::json::parse(in);
+  c["runtime"]["master_timeout"] = 2;
+  std::ofstream(path) << c.dump(2);
+  const std::string port = std::to_string(free_port());  // nobody listens there
+  const auto started = std::chrono::steady_clock::now();
+  const pid_t rank1 = test::spawn_command(
+      {TROUPE_BINARY, "train", path.string()}, scratch.path / "rank1.log", "",
+      {"RANK=1", "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port});
+  const int status = wait_at_most(rank1, std::chrono::seconds(30));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const std::string log = test::read_text(scratch.path / "rank1.log");
+  INFO(log);
+  CHECK_FALSE(test::exited_ok(status));
+  CHECK_THAT(log, Catch::Contains("cannot reach the master at 127.0.0.1:" + port + " within 2 s"));
+  CHECK(seconds >= 2.0);
+  CHECK(seconds < 10.0);
+}
