@@ -307,6 +307,30 @@ void start_reduction(Self self, const reduce_gradients& msg,
           [self, id](const collective_finished& done) { finish_reduction_part(self, id, done); });
 }
 
+// All-gathers every rank's values (as their bytes: the sum is the caller's, in rank order).
+void gather_values(Self self, const gather_norms& msg,
+                   caf::typed_response_promise<norms_gathered> promise) {
+  auto& st = self->state;
+  const auto n = static_cast<std::int64_t>(msg.values.size());
+  Tensor send = Tensor::empty({n}, DType::i64);
+  std::memcpy(send.raw_data(), msg.values.data(), send.nbytes());
+  Tensor recv = Tensor::empty({n * st.spec.communicator->size()}, DType::i64);
+  await(self, st.spec.communicator->all_gather(send, recv),
+        [self, send, recv, n, promise, step = msg.step](const collective_finished& done) mutable {
+          auto& st = self->state;
+          if (done.failed) {
+            promise.deliver(caf::make_error(
+                caf::sec::runtime_error, st.ctx.track + ": gathering the gradient norms of step " +
+                                             std::to_string(step) + " failed: " + done.error));
+            return;
+          }
+          norms_gathered out;
+          out.values.resize(static_cast<std::size_t>(recv.numel()));
+          std::memcpy(out.values.data(), recv.raw_data(), recv.nbytes());
+          promise.deliver(std::move(out));
+        });
+}
+
 void finish_collective(Self self, const collective_finished& msg) {
   auto& st = self->state;
   auto node = st.continuations.find(msg.token);
@@ -381,6 +405,11 @@ comm_actor::behavior_type comm_behavior(Self self, CommActorSpec spec, ActorCont
         // The buffers are the step's finished gradients; the collective may start once they are.
         st.readiness.consume(self, msg.buffers,
                              [self, msg, promise] { start_reduction(self, msg, promise); });
+        return promise;
+      },
+      [self](const gather_norms& msg) -> caf::typed_response_promise<norms_gathered> {
+        auto promise = self->make_response_promise<norms_gathered>();
+        gather_values(self, msg, promise);
         return promise;
       },
       [self](const collective_finished& msg) { finish_collective(self, msg); },

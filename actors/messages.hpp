@@ -251,6 +251,18 @@ struct gradients_reduced {
   std::int64_t step = 0;
 };
 
+// Trainer → the expert-parallel group's comm actor, for the global gradient norm when the ranks of
+// that group hold different experts: this rank's values (its expert gradients' Σ g²). Reply:
+// every rank's values, in rank order (an all-gather), so that each expert is counted once and
+// every rank adds the same numbers in the same order.
+struct gather_norms {
+  std::int64_t step = 0;
+  std::vector<double> values;
+};
+struct norms_gathered {
+  std::vector<double> values;  // rank 0's, then rank 1's, ...
+};
+
 // Communicator → comm actor (sent from the backend's progress thread): collective `token` has
 // finished, or failed with `error`.
 struct collective_finished {
@@ -406,6 +418,8 @@ TROUPE_INSPECT(data_position, x.epoch, x.index)
 TROUPE_INSPECT(set_position, x.position)
 TROUPE_INSPECT(reduce_gradients, x.step, x.buffers, x.scale, x.stamp)
 TROUPE_INSPECT(gradients_reduced, x.step)
+TROUPE_INSPECT(gather_norms, x.step, x.values)
+TROUPE_INSPECT(norms_gathered, x.values)
 TROUPE_INSPECT(collective_finished, x.token, x.failed, x.error)
 TROUPE_INSPECT(gradient_bucket, x.step, x.gradients, x.stamp)
 TROUPE_INSPECT(grad_norm_reply, x.partition, x.chunk_squared_norms)
@@ -467,6 +481,8 @@ CAF_ADD_TYPE_ID(troupe, (troupe::get_position))
 CAF_ADD_TYPE_ID(troupe, (troupe::set_position))
 CAF_ADD_TYPE_ID(troupe, (troupe::reduce_gradients))
 CAF_ADD_TYPE_ID(troupe, (troupe::gradients_reduced))
+CAF_ADD_TYPE_ID(troupe, (troupe::gather_norms))
+CAF_ADD_TYPE_ID(troupe, (troupe::norms_gathered))
 CAF_ADD_TYPE_ID(troupe, (troupe::collective_finished))
 CAF_ADD_TYPE_ID(troupe, (troupe::gradient_bucket))
 CAF_ADD_TYPE_ID(troupe, (troupe::grad_norm_reply))

@@ -54,6 +54,7 @@ using gate_actor =
 using comm_actor =
     caf::typed_actor<caf::reacts_to<comm_dispatch>, caf::reacts_to<expert_output>,
                      caf::replies_to<reduce_gradients>::with<gradients_reduced>,
+                     caf::replies_to<gather_norms>::with<norms_gathered>,
                      caf::reacts_to<collective_finished>, caf::reacts_to<handle_ready>>;
 
 // Expert shard (actors/expert_shard_actor.hpp): comm actor → expert_forward / expert_backward,

@@ -94,12 +94,33 @@ void ask_all_partitions(Self self, Make make, Done done) {
 }
 
 // Σ g² of the step's gradients from the partitions' replies (grad_norm_reply or optimizer_done),
-// added in chunk order, so the result does not depend on the partitioning.
-template <class Reply>
-double total_squared_norm(std::vector<Reply>& replies) {
-  std::vector<std::vector<double>> chunks;
-  for (auto& r : replies) chunks.push_back(std::move(r.chunk_squared_norms));
-  return sum_in_order(chunks);
+// added in chunk order, so the result does not depend on the partitioning. When the experts are
+// spread over the expert-parallel group's ranks, it is this rank's non-expert sum (the same on
+// every rank after the all-reduce) plus every rank's expert sum in rank order, gathered through
+// the group's comm actor: each expert counted once, and every rank gets the same bits.
+template <class Reply, class Then>
+void global_squared_norm(Self self, std::vector<Reply>& replies, Then then) {
+  auto& st = self->state;
+  if (!st.links.expert_norms) {
+    std::vector<std::vector<double>> chunks;
+    for (auto& r : replies) chunks.push_back(std::move(r.chunk_squared_norms));
+    then(sum_in_order(chunks));
+    return;
+  }
+  std::vector<std::vector<double>> dense, expert;
+  for (std::size_t i = 0; i < replies.size(); ++i)
+    (st.links.expert_partitions.at(i) ? expert : dense)
+        .push_back(std::move(replies[i].chunk_squared_norms));
+  const double own = sum_in_order(dense);
+  self->request(st.links.expert_norms, caf::infinite,
+                gather_norms{st.step + 1, {sum_in_order(expert)}})
+      .then(
+          [own, then](norms_gathered& gathered) {
+            double total = own;
+            for (double v : gathered.values) total += v;
+            then(total);
+          },
+          [self](caf::error& err) { fail(self, err); });
 }
 
 void train_step(Self self);
@@ -356,11 +377,11 @@ void apply_optimizer(Self self, step_result result, float scale) {
                               st.ctx.stamp()};
       },
       [self, result, lr](std::vector<optimizer_done>& done) {
-        auto& st = self->state;
-        const double squared = total_squared_norm(done);
-        ++st.step;
-        report_step(self, result, lr, std::sqrt(squared));
-        after_step(self);
+        global_squared_norm(self, done, [self, result, lr](double squared) {
+          ++self->state.step;
+          report_step(self, result, lr, std::sqrt(squared));
+          after_step(self);
+        });
       });
 }
 
@@ -404,9 +425,10 @@ void optimize_reduced(Self self, step_result result) {
         return gradient_bucket{st.step + 1, st.links.gradient_buckets.at(i), st.ctx.stamp()};
       },
       [self, result](std::vector<grad_norm_reply>& norms) {
-        const double squared = total_squared_norm(norms);
-        apply_optimizer(self, result,
-                        clip_coefficient(std::sqrt(squared), self->state.opt.gradient_clipping));
+        global_squared_norm(self, norms, [self, result](double squared) {
+          apply_optimizer(self, result,
+                          clip_coefficient(std::sqrt(squared), self->state.opt.gradient_clipping));
+        });
       });
 }
 

@@ -68,6 +68,11 @@ struct TrainerLinks {
   // Reduced before the optimizer sees the gradients (ActorRuntime::gradient_reductions()); empty:
   // the gradients are used as the pipeline left them.
   std::vector<GradientReduction> gradient_reductions;
+  // When the experts are spread over ranks (ep_size > 1): the expert-parallel group's comm actor,
+  // which gathers every rank's expert Σ g² for the global norm, and by partition whether it holds
+  // expert parameters. Null: this process holds every expert.
+  comm_actor expert_norms;
+  std::vector<bool> expert_partitions;
 };
 
 trainer_actor spawn_trainer_actor(caf::actor_system& system, std::shared_ptr<Model> model,

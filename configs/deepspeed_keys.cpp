@@ -28,8 +28,9 @@ constexpr KeyType kAny = KeyType::any;
 
 // Reasons shared by many rows.
 constexpr std::string_view kOneProcess =
-    "one process has no collective to bucket, overlap or split; with more ranks it would "
-    "matter, and multi-rank training is not implemented yet";
+    "one process has no collective to bucket, overlap or split; with more ranks troupe "
+    "all-reduces each gradient group's flat buffer in one collective (ZeRO stage 0), and every "
+    "element is summed in rank order whatever the buckets";
 constexpr std::string_view kStage3 =
     "read by DeepSpeed only in ZeRO stage 3, which troupe refuses (not implemented yet)";
 constexpr std::string_view kZeroPP =
@@ -88,9 +89,9 @@ constexpr KeyRule kRules[] = {
      "the type of sequence-parallel gradient reduction; troupe has no sequence parallelism "
      "(sequence_parallel_size 1)"},
     {"", "sequence_parallel_size", kInt, NI, NI, "[1]", "Ulysses sequence parallelism"},
-    {"", "disable_allgather", kBool, NO, NI, "[false]",
-     "one process has no all-gather to disable; with more ranks it would matter, and multi-rank "
-     "training is not implemented yet"},
+    {"", "disable_allgather", kBool, NO, NO, "",
+     "one process has no all-gather to disable; with more ranks troupe runs ZeRO stage 0, which "
+     "all-reduces gradients and gathers no parameters"},
     {"", "sparse_gradients", kBool, NI, NI, "[false]", "sparse (CSR) embedding gradients"},
     {"", "zero_allow_untested_optimizer", kBool, NO, NO, "",
      "lets ZeRO wrap a client optimizer; troupe always runs its own Adam / AdamW"},
@@ -103,7 +104,8 @@ constexpr KeyRule kRules[] = {
     {"", "vocabulary_size", kInt, NO, NO, "",
      "DeepSpeed only warns when it is not a multiple of 8 (tensor-core alignment)"},
     {"", "use_data_before_expert_parallelism", kBool, NO, NI, "[false]",
-     "the order of data- and expert-parallel ranks; one rank has only one layout"},
+     "the order of data- and expert-parallel ranks; one rank has only one layout, and with more "
+     "ranks the swapped layout (comm/process_groups.hpp has it) is not wired into start-up yet"},
     {"", "graph_harvesting", kBool, NI, NI, "[false]", "CUDA graph capture"},
     TROUPE_FEATURE("amp", "Apex AMP mixed precision"),
     TROUPE_FEATURE("bfloat16", "bf16 mixed precision (the old spelling of bf16)"),
@@ -221,21 +223,27 @@ constexpr KeyRule kRules[] = {
     {"zero_optimization", "contiguous_gradients", kBool, NO, NO, "",
      "copies gradients into one contiguous buffer as they are produced: memory layout only, no "
      "number changes"},
-    {"zero_optimization", "overlap_comm", kBool, NO, NI, "",
+    {"zero_optimization", "overlap_comm", kBool, NO, NI, "[false]",
      "overlaps the gradient reduction with the backward pass; one process has no collective to "
-     "overlap"},
-    {"zero_optimization", "reduce_bucket_size", kInt, NO, NI, "",
-     "elements per gradient-reduction bucket; one process has no collective to bucket"},
-    {"zero_optimization", "allgather_bucket_size", kInt, NO, NI, "",
-     "elements per parameter all-gather bucket; one process has no collective to bucket"},
-    {"zero_optimization", "reduce_scatter", kBool, NO, NI, "",
-     "reduce-scatter instead of all-reduce to average gradients; one process has no collective"},
-    {"zero_optimization", "allgather_partitions", kBool, NO, NI, "",
-     "all-gather instead of broadcasts to share updated parameters; one process has no "
-     "collective"},
-    {"zero_optimization", "use_multi_rank_bucket_allreduce", kBool, NO, NI, "", kOneProcess},
-    {"zero_optimization", "round_robin_gradients", kBool, NO, NI, "",
-     "spreads gradient copies to the CPU over the ranks; one rank has nothing to spread"},
+     "overlap, and with more ranks troupe reduces after the backward pass (overlapping it is "
+     "not implemented yet)"},
+    {"zero_optimization", "reduce_bucket_size", kInt, NO, NO, "",
+     "elements per gradient-reduction bucket; one process has no collective to bucket, and with "
+     "more ranks troupe all-reduces each group's flat buffer in one collective, every element "
+     "summed in rank order whatever the buckets"},
+    {"zero_optimization", "allgather_bucket_size", kInt, NO, NO, "",
+     "elements per parameter all-gather bucket; read by DeepSpeed in ZeRO stages 1-2, which troupe "
+     "refuses with more than one rank (stage 0 gathers no parameters)"},
+    {"zero_optimization", "reduce_scatter", kBool, NO, NO, "",
+     "reduce-scatter instead of all-reduce to average gradients; read by DeepSpeed in ZeRO stages "
+     "1-2, which troupe refuses with more than one rank (stage 0 all-reduces)"},
+    {"zero_optimization", "allgather_partitions", kBool, NO, NO, "",
+     "all-gather instead of broadcasts to share updated parameters; read by DeepSpeed in ZeRO "
+     "stages 1-2, which troupe refuses with more than one rank"},
+    {"zero_optimization", "use_multi_rank_bucket_allreduce", kBool, NO, NO, "", kOneProcess},
+    {"zero_optimization", "round_robin_gradients", kBool, NO, NO, "",
+     "spreads gradient copies to the CPU over the ranks under ZeRO stages 1-2 with offload; one "
+     "rank has nothing to spread, and troupe refuses those stages with more ranks"},
     {"zero_optimization", "elastic_checkpoint", kBool, NO, NO, "",
      "checkpoints loadable at another partition count: troupe's always are (the optimizer "
      "state is stored per parameter group, whatever runtime.optimizer_partitions wrote it)"},
@@ -462,9 +470,10 @@ std::string render_config_keys_markdown() {
       "- **not implemented yet**: refused with an error naming the key and the value, except "
       "for the values in the *accepted* column, which change nothing.\n\n";
   out +=
-      "A status may depend on the world size (`runtime.world_size`). Multi-rank training is "
-      "not implemented yet, so a world size above 1 is itself refused today: the *more ranks* "
-      "column records which keys will then matter. A key in none of these tables is an error "
+      "A status may depend on the world size (`runtime.world_size`, or WORLD_SIZE from the "
+      "launcher): the *more ranks* column applies to runs of several ranks, which train with "
+      "ZeRO stage 0 for now (stages 1 and 2 over ranks are refused). A key in none of these "
+      "tables is an error "
       "(\"unknown key\", with a "
       "suggestion when it looks like a typo), as are troupe's own `model`, `data` and `runtime` "
       "keys when misspelt; see `configs/run_config.hpp` for those.\n\n";

@@ -449,11 +449,6 @@ void check_model_against_data(JsonSection& root, RunConfig& config) {
 void check_expert_layout(JsonSection& root, const RunConfig& config) {
   if (!config.model.has_moe()) return;
   const std::int64_t ep_size = config.model.moe.ep_size;
-  if (ep_size > 1 && config.gradient_clipping > 0.0)
-    throw ConfigError(root.source(), "gradient_clipping",
-                      "with model.moe.ep_size " + std::to_string(ep_size) +
-                          " is not implemented yet (the global norm must add every "
-                          "expert-parallel rank's experts): use 0, or ep_size 1");
   if (config.runtime.world_size % ep_size != 0)
     throw ConfigError(
         root.source(), "model.moe.ep_size",

@@ -85,6 +85,7 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
   if (layers > 0) {
     // One expert-parallel group serves every MoE layer: one communicator, one comm actor.
     const int ep_size = options.expert_parallel ? options.expert_parallel->size() : 1;
+    expert_parallel_size_ = ep_size;
     if (ep_size != model_->moe_layer(0).config().ep_size)
       throw std::invalid_argument("the expert-parallel communicator has " +
                                   std::to_string(ep_size) +
@@ -168,6 +169,12 @@ std::vector<std::vector<TensorHandle>> ActorRuntime::gradient_buckets() const {
     buckets.push_back({TensorHandle(p->grads())});
   }
   return buckets;
+}
+
+std::vector<bool> ActorRuntime::expert_partitions() const {
+  std::vector<bool> out;
+  for (const auto& p : partitions_) out.push_back(p->expert_group());
+  return out;
 }
 
 void ActorRuntime::shutdown() {

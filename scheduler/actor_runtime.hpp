@@ -72,6 +72,11 @@ class ActorRuntime {
   std::vector<std::vector<TensorHandle>> gradient_buckets() const;
   // The gradient groups' reductions the trainer asks for after each step's backward pass.
   const std::vector<GradientReduction>& gradient_reductions() const { return reductions_; }
+  // The expert-parallel group's comm actor when its ranks hold different experts (ep_size > 1), for
+  // the global gradient norm (TrainerLinks::expert_norms); null otherwise.
+  comm_actor expert_norms() const { return expert_parallel_size_ > 1 ? comm_ : comm_actor(); }
+  // By optimizer partition: whether it holds expert parameters.
+  std::vector<bool> expert_partitions() const;
   // The expert shard actors, layer by layer (tests hold them under the test coordinator).
   const std::vector<expert_shard_actor>& expert_shards() const { return shards_; }
   // Every actor the runtime spawned, whatever its interface: references that keep them alive, for
@@ -88,6 +93,7 @@ class ActorRuntime {
   std::vector<optimizer_partition_actor> partition_actors_;
   pipeline_actor pipeline_;
   comm_actor comm_;  // the expert-parallel group's comm actor (none without MoE layers)
+  int expert_parallel_size_ = 1;
   std::vector<expert_shard_actor> shards_;
   std::vector<GradientReduction> reductions_;
   std::vector<caf::strong_actor_ptr> all_;

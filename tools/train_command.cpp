@@ -286,8 +286,13 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
                  expert);
   }
 
-  TrainerLinks links{data_actor, runtime.pipeline(), runtime.optimizer_partitions(),
-                     runtime.gradient_buckets(), runtime.gradient_reductions()};
+  TrainerLinks links{data_actor,
+                     runtime.pipeline(),
+                     runtime.optimizer_partitions(),
+                     runtime.gradient_buckets(),
+                     runtime.gradient_reductions(),
+                     runtime.expert_norms(),
+                     runtime.expert_partitions()};
   auto trainer = spawn_trainer_actor(system, setup.model, to, links, {"trainer", recorder});
   spdlog::info(
       "training: {} steps of {} samples ({} rank(s) x {} micro-batches of {}), {} steps per "

@@ -52,8 +52,8 @@ struct Layout {
 };
 
 // The shipped config on the tiny data: 5 steps of a global batch of 16 in micro-batches of 4
-// (gas = 16 / (4 · world)), Jitter noise (and top-2's sampled second expert), stage 0, no clipping,
-// a checkpoint at the end.
+// (gas = 16 / (4 · world)), Jitter noise (and top-2's sampled second expert), stage 0, clipping at
+// 0.5, a checkpoint at the end.
 fs::path write_config(const fs::path& dir, const std::string& name, const fs::path& data,
                       const Layout& layout) {
   std::ifstream in(test::source_dir() / "configs" / "fashion_mnist_moe.json");
@@ -61,7 +61,8 @@ fs::path write_config(const fs::path& dir, const std::string& name, const fs::pa
   c["train_batch_size"] = 16;
   c["train_micro_batch_size_per_gpu"] = 4;
   c.erase("gradient_accumulation_steps");
-  c["gradient_clipping"] = 0.0;
+  // Active from the first step (the norm is about 0.16): the global norm crosses ranks.
+  c["gradient_clipping"] = 0.05;
   c["zero_optimization"] = {{"stage", 0}};
   c["data"]["path"] = data.string();
   c["runtime"].erase("epochs");
@@ -70,6 +71,7 @@ fs::path write_config(const fs::path& dir, const std::string& name, const fs::pa
   c["runtime"]["stage_replicas"] = 1;
   c["runtime"]["log_interval"] = 1;
   c["runtime"]["master_timeout"] = 20;
+  c["runtime"]["metrics_file"] = (dir / (name + ".jsonl")).string();
   // Step 1's checkpoint holds the step's gradients (Adam's first moment is (1 − β1)·g).
   c["runtime"]["checkpoint"] = {
       {"dir", (dir / (name + "_ckpt")).string()}, {"interval", 1}, {"keep", 5}};
@@ -230,6 +232,24 @@ void check_against_reference(const Layout& layout, bool twice = false) {
         checkpoint_at(reference_dir, 5), checkpoint_at(mine, 5), ep_rank, layout.ep_size);
     INFO("rank " << r << ": parameters after 5 steps differ by at most " << worst);
     CHECK(worst < 1e-4);
+  }
+  // The global gradient norm (rank 0's metrics) counts every expert once, as the reference does.
+  const auto norms = [](const fs::path& metrics) {
+    std::vector<double> out;
+    std::ifstream in(metrics);
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line);
+      if (j["type"] == "train") out.push_back(j["grad_norm"].get<double>());
+    }
+    return out;
+  };
+  const auto want = norms(dir / "reference.jsonl"), got = norms(dir / "ranks.jsonl");
+  REQUIRE(want.size() == 5);
+  REQUIRE(got.size() == 5);
+  for (std::size_t i = 0; i < 5; ++i) {
+    INFO("step " << i + 1 << ": grad_norm " << got[i] << " against " << want[i]);
+    CHECK(got[i] > 0.05);  // so clipping acted
+    CHECK(std::fabs(got[i] - want[i]) <= 1e-5 * want[i]);
   }
   if (twice) {
     const fs::path again_config = write_config(dir, "again", dir / "data", layout);
