@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 #include <caf/all.hpp>
@@ -165,6 +166,12 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
   // micro-batch messages are latency-bound (bench/runtime_bench.cpp: 0.60 → 0.76 of the
   // sequential executor's speed on this model).
   cfg.set("scheduler.policy", caf::atom("sharing"));
+  // Ranks on one host share its cores: each gets its share of CAF workers (at least one).
+  if (rank.local_world_size > 1) {
+    const auto cores = static_cast<std::int64_t>(std::thread::hardware_concurrency());
+    cfg.set("scheduler.max-threads",
+            static_cast<std::size_t>(std::max<std::int64_t>(1, cores / rank.local_world_size)));
+  }
   caf::actor_system system(cfg);
 
   RuntimeOptions ro;
