@@ -204,8 +204,13 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
   if (multi_rank) config.runtime.checkpoint.dir += "/rank" + std::to_string(rank.rank);
 
   TrainerOptions to;
-  if (!command.resume.empty()) {
-    LoadedCheckpoint ckpt = load_checkpoint(command.resume, model.parameters(), model.name());
+  // With several ranks `--resume DIR` names the run's checkpoint directory; each rank resumes
+  // from its own shard in DIR/rankR.
+  const std::string resume = multi_rank && !command.resume.empty()
+                                 ? command.resume + "/rank" + std::to_string(rank.rank)
+                                 : command.resume;
+  if (!resume.empty()) {
+    LoadedCheckpoint ckpt = load_checkpoint(resume, model.parameters(), model.name());
     for (const auto& skipped : ckpt.skipped)
       spdlog::warn("skipping a damaged checkpoint: {}", skipped);
     if (!ckpt.skipped.empty())
@@ -245,8 +250,8 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
       config.runtime.checkpoint.interval > 0 || config.runtime.checkpoint.final;
   if (checkpoints) {
     const auto& dir = config.runtime.checkpoint.dir;
-    const ClaimResult claim = claim_checkpoint_dir(dir, to.run_id, !command.resume.empty(),
-                                                   command.overwrite_checkpoints);
+    const ClaimResult claim =
+        claim_checkpoint_dir(dir, to.run_id, !resume.empty(), command.overwrite_checkpoints);
     if (!claim.removed_temporaries.empty())
       spdlog::info("removed {} temporary file(s) of interrupted checkpoint writes from {}",
                    claim.removed_temporaries.size(), dir);

@@ -86,10 +86,11 @@ fs::path write_config(const fs::path& dir, const std::string& name, const fs::pa
   return path;
 }
 
-// Runs `troupe launch --nproc_per_node W` (or `troupe train` for one process); returns the log.
-std::string run(const fs::path& config, int world, const fs::path& log) {
-  std::vector<std::string> extra;
-  std::vector<std::string> args{TROUPE_BINARY};
+// Runs `troupe launch --nproc_per_node W` (or `troupe train` for one process) with `extra` train
+// options; returns the log.
+std::string run(const fs::path& config, int world, const fs::path& log,
+                const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> args;
   if (world > 1) {
     args = {TROUPE_BINARY,         "launch",        "--nproc_per_node",
             std::to_string(world), "--master_port", std::to_string(free_port()),
@@ -97,6 +98,7 @@ std::string run(const fs::path& config, int world, const fs::path& log) {
   } else {
     args = {TROUPE_BINARY, "train", config.string()};
   }
+  args.insert(args.end(), extra.begin(), extra.end());
   const int status = test::wait_for(test::spawn_command(args, log));
   const std::string text = test::read_text(log);
   INFO(text);
@@ -420,4 +422,19 @@ TEST_CASE("an unreachable master is a clear error within runtime.master_timeout"
   CHECK_THAT(log, Catch::Contains("cannot reach the master at 127.0.0.1:" + port + " within 2 s"));
   CHECK(seconds >= 2.0);
   CHECK(seconds < 10.0);
+}
+
+TEST_CASE("2 ranks stopped at step 3 and resumed reach step 5 bit for bit", "[multi_rank]") {
+  const test::TempDir scratch("multi_rank_resume");
+  const fs::path& dir = scratch.path;
+  test::write_tiny_fashion_mnist(dir / "data");
+  run(write_config(dir, "whole", dir / "data", {2, 2, false}), 2, dir / "whole.log");
+  const fs::path halves = write_config(dir, "halves", dir / "data", {2, 2, false});
+  run(halves, 2, dir / "first.log", {"--steps", "3"});
+  CHECK_FALSE(fs::exists(rank_dir(dir / "halves_ckpt", 0) / checkpoint_file_name(4)));
+  const std::string second =
+      run(halves, 2, dir / "second.log", {"--resume", (dir / "halves_ckpt").string()});
+  CHECK_THAT(second, Catch::Contains("rank0/step_00000003.safetensors at step 3"));
+  for (int r = 0; r < 2; ++r)
+    check_bit_identical(rank_dir(dir / "whole_ckpt", r), rank_dir(dir / "halves_ckpt", r));
 }
