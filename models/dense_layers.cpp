@@ -223,6 +223,12 @@ Tensor activation_grad(const ExecContext& ctx, Activation activation, const Tens
                        const Tensor& dy) {
   require_tensor(dy, DType::f32, x.shape(), "activation_grad: dy");
   Tensor dx = Tensor::empty(x.shape());
+  activation_grad(ctx, activation, x, dy, dx);
+  return dx;
+}
+
+void activation_grad(const ExecContext& ctx, Activation activation, const Tensor& x,
+                     const Tensor& dy, const Tensor& dx) {
   switch (activation) {
     case Activation::relu:
       ops::relu_backward(ctx, x, dy, dx);
@@ -237,7 +243,6 @@ Tensor activation_grad(const ExecContext& ctx, Activation activation, const Tens
       ops::silu_backward(ctx, x, dy, dx);
       break;
   }
-  return dx;
 }
 
 Tensor max_pool2(const ExecContext& ctx, const Tensor& x, Tensor& argmax) {

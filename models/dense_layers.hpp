@@ -144,6 +144,10 @@ class DenseMLP {
 Tensor apply_activation(const ExecContext& ctx, Activation activation, const Tensor& x);
 Tensor activation_grad(const ExecContext& ctx, Activation activation, const Tensor& x,
                        const Tensor& dy);
+// The same into dx (x's shape), which may be dy itself: the kernels are element-wise, and
+// overwriting dy saves a buffer the size of the activations and a pass over fresh memory.
+void activation_grad(const ExecContext& ctx, Activation activation, const Tensor& x,
+                     const Tensor& dy, const Tensor& dx);
 
 // 2 × 2 max-pooling of x [N, C, H, W] (stride 2; an odd last row or column is ignored);
 // `argmax` receives the positions the backward routes gradients to.

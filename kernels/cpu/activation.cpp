@@ -42,11 +42,14 @@ inline float exp_poly(float z) {
 }
 
 // e^{−2u} for the tanh-GELU's u(v) = √(2/π)·(v + 0.044715·v³), clamped into exp_poly's range:
-// beyond it the GELU is v or 0 to float precision either way.
+// beyond it the GELU is v or 0 to float precision either way. The clamp is two selects, which
+// vectorise with the flags kernels/CMakeLists.txt gives this file (a nested select does not).
 inline float gelu_tanh_exp(float v) {
   const float u = kSqrt2OverPi * (v + kGeluCoeff * v * v * v);
-  const float z = -2.0f * u;
-  return exp_poly(z < -87.0f ? -87.0f : (z > 88.0f ? 88.0f : z));
+  float z = -2.0f * u;
+  z = z < -87.0f ? -87.0f : z;
+  z = z > 88.0f ? 88.0f : z;
+  return exp_poly(z);
 }
 
 // Runs body(i) for i in [0, n) over the pool, each chunk a plain loop the compiler vectorises.

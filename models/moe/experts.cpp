@@ -111,10 +111,11 @@ Tensor Experts::backward(std::int64_t first, std::int64_t last, const Tensor& gr
   ops::grouped_linear_backward(ctx_, saved.hidden, saved.offsets, w2_.value.slice_rows(first, last),
                                grad_out_rows, grad_hidden, w2_.grad.slice_rows(first, last),
                                b2_.grad.slice_rows(first, last));
-  const Tensor grad_pre = activation_grad(ctx_, activation_, saved.hidden_pre, grad_hidden);
+  // In place: grad_hidden becomes the gradient of the first layer's output.
+  activation_grad(ctx_, activation_, saved.hidden_pre, grad_hidden, grad_hidden);
   Tensor grad_rows = Tensor::empty({n, hidden_});
   ops::grouped_linear_backward(ctx_, saved.rows, saved.offsets, w1_.value.slice_rows(first, last),
-                               grad_pre, grad_rows, w1_.grad.slice_rows(first, last),
+                               grad_hidden, grad_rows, w1_.grad.slice_rows(first, last),
                                b1_.grad.slice_rows(first, last));
   return grad_rows;
 }
