@@ -105,8 +105,9 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
   for (const auto& g : gates) keep(g);
 
   PipelineShape shape{options.pipeline_depth, layers, experts_per_layer};
-  std::vector<caf::actor_addr> members;
-  for (const auto& a : all_) members.push_back(caf::actor_cast<caf::actor_addr>(a));
+  // Strong references: an address (a weak one) of an actor that ended before the pipeline
+  // actor first runs points at a destroyed actor, and monitoring it crashes.
+  std::vector<caf::strong_actor_ptr> members = all_;
   pipeline_ = spawn_pipeline_actor(system_, shape, {first_stages.begin(), first_stages.end()},
                                    std::move(members), context("scheduler"));
   for (std::size_t r = 1; r < first_stages.size(); ++r) {

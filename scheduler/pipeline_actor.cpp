@@ -100,7 +100,7 @@ void fail(Self self, caf::error reason) {
 
 pipeline_actor::behavior_type pipeline_behavior(Self self, PipelineShape shape,
                                                 std::vector<pipeline_stage_actor> first_stages,
-                                                std::vector<caf::actor_addr> members,
+                                                std::vector<caf::strong_actor_ptr> members,
                                                 ActorContext ctx) {
   auto& st = self->state;
   st.shape = shape;
@@ -159,7 +159,8 @@ pipeline_actor::behavior_type pipeline_behavior(Self self, PipelineShape shape,
 
 pipeline_actor spawn_pipeline_actor(caf::actor_system& system, PipelineShape shape,
                                     std::vector<pipeline_stage_actor> first_stages,
-                                    std::vector<caf::actor_addr> members, ActorContext context) {
+                                    std::vector<caf::strong_actor_ptr> members,
+                                    ActorContext context) {
   return system.spawn(pipeline_behavior, shape, std::move(first_stages), std::move(members),
                       std::move(context));
 }

@@ -27,9 +27,10 @@ struct PipelineShape {
 
 // `first_stages` receive forward_work for segment 0: micro-batch m goes to replica m mod R;
 // `members` are every actor of the pipeline, whatever its interface (monitored only: if one dies
-// the step fails).
+// the step fails); strong references, so that each is alive when the pipeline actor monitors it.
 pipeline_actor spawn_pipeline_actor(caf::actor_system& system, PipelineShape shape,
                                     std::vector<pipeline_stage_actor> first_stages,
-                                    std::vector<caf::actor_addr> members, ActorContext context);
+                                    std::vector<caf::strong_actor_ptr> members,
+                                    ActorContext context);
 
 }  // namespace troupe
