@@ -59,6 +59,12 @@ struct CommState {
   // later collective, must wait for them: all ranks issue in the same order).
   std::map<std::pair<std::int64_t, std::int64_t>, ExpertExchange> exchanges;
   bool counts_in_flight = false;
+  // Token exchanges finish in any order, but their results are handed on in issue order (the
+  // schedule's), as in one process: a later micro-batch's combine must not overtake an earlier
+  // one's, or the stages downstream would see the micro-batches out of order.
+  std::uint64_t exchanges_issued = 0;
+  std::uint64_t exchanges_delivered = 0;
+  std::map<std::uint64_t, std::function<void()>> finished_exchanges;
   // Collectives in flight: what to do when each finishes, by token.
   std::uint64_t next_token = 0;
   std::map<std::uint64_t, Continuation> continuations;
@@ -94,7 +100,8 @@ void check_exchange(const CommState& st, const collective_finished& done, const 
 }
 
 // The all-to-all of `send` (send_rows[p] rows to peer p) into a fresh buffer (recv_rows[p] from
-// peer p), traced as communication from issue to completion; `then` gets the received rows.
+// peer p), traced as communication from issue to completion; `then` gets the received rows, in
+// the order the exchanges were issued.
 void exchange_rows(Self self, const char* name, const Tensor& send,
                    const std::vector<std::int64_t>& send_rows,
                    const std::vector<std::int64_t>& recv_rows, std::function<void(Tensor)> then) {
@@ -108,12 +115,22 @@ void exchange_rows(Self self, const char* name, const Tensor& send,
       st.ctx.tracing() ? st.ctx.recorder->begin_span(st.ctx.track, name, "comm") : no_span;
   const CommRequestPtr request =
       st.spec.communicator->all_to_all_v(send, send_rows, recv, recv_rows);
-  await(self, request, [self, name, span, send, recv, then](const collective_finished& done) {
-    auto& st = self->state;
-    if (span != no_span) st.ctx.recorder->end_span(span);
-    check_exchange(st, done, name);
-    then(recv);
-  });
+  const std::uint64_t order = st.exchanges_issued++;
+  await(self, request,
+        [self, name, span, send, recv, then, order](const collective_finished& done) {
+          auto& st = self->state;
+          if (span != no_span) st.ctx.recorder->end_span(span);
+          check_exchange(st, done, name);
+          st.finished_exchanges.emplace(order, [then, recv] { then(recv); });
+          for (auto next = st.finished_exchanges.find(st.exchanges_delivered);
+               next != st.finished_exchanges.end();
+               next = st.finished_exchanges.find(st.exchanges_delivered)) {
+            const auto deliver = std::move(next->second);
+            st.finished_exchanges.erase(next);
+            ++st.exchanges_delivered;
+            deliver();
+          }
+        });
 }
 
 // Hands each shard of the layer its experts' rows: `rows` is expert-major over the layer's local
