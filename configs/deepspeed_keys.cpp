@@ -103,9 +103,10 @@ constexpr KeyRule kRules[] = {
      "section does its own batching"},
     {"", "vocabulary_size", kInt, NO, NO, "",
      "DeepSpeed only warns when it is not a multiple of 8 (tensor-core alignment)"},
-    {"", "use_data_before_expert_parallelism", kBool, NO, NI, "[false]",
-     "the order of data- and expert-parallel ranks; one rank has only one layout, and with more "
-     "ranks the swapped layout (comm/process_groups.hpp has it) is not wired into start-up yet"},
+    {"", "use_data_before_expert_parallelism", kBool, NO, H, "",
+     "the order of data- and expert-parallel ranks: true makes the expert-parallel groups strided "
+     "and the expert-data-parallel groups contiguous (comm/process_groups.hpp); one rank has only "
+     "one layout"},
     {"", "graph_harvesting", kBool, NI, NI, "[false]", "CUDA graph capture"},
     TROUPE_FEATURE("amp", "Apex AMP mixed precision"),
     TROUPE_FEATURE("bfloat16", "bf16 mixed precision (the old spelling of bf16)"),

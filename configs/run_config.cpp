@@ -536,6 +536,8 @@ RunConfig parse_run_config(const nlohmann::json& document, const std::string& so
   config.optimizer = parse_optimizer(root, world_size);
   config.scheduler = parse_scheduler(root, config.optimizer, world_size);
   config.gradient_clipping = root.number("gradient_clipping", 0.0, 0.0, kInf);
+  config.use_data_before_expert_parallelism =
+      root.boolean("use_data_before_expert_parallelism", false);
   config.steps_per_print = root.integer("steps_per_print", config.steps_per_print, 1);
   config.fp16 = parse_fp16(root, world_size);
   config.bf16 = parse_bf16(root, world_size);

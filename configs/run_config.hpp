@@ -215,6 +215,8 @@ struct RunConfig {
   OptimizerSection optimizer;
   std::optional<SchedulerSection> scheduler;
   double gradient_clipping = 0.0;  // global-norm clip; 0 = off
+  // DeepSpeed's layout switch: expert-parallel groups strided, expert-data-parallel contiguous.
+  bool use_data_before_expert_parallelism = false;
   std::int64_t steps_per_print = 10;
   FP16Section fp16;
   BF16Section bf16;

@@ -85,6 +85,7 @@ std::unique_ptr<RankWorld> connect_ranks(const RunConfig& config, const RankEnvi
   options.rank = static_cast<int>(rank.rank);
   options.dims.world_size = static_cast<int>(config.runtime.world_size);
   options.dims.ep_size = static_cast<int>(config.model.moe.ep_size);
+  options.dims.use_data_before_expert_parallel = config.use_data_before_expert_parallelism;
   options.master_addr = rank.master_addr;
   options.master_port = static_cast<std::uint16_t>(rank.master_port);
   options.timeout =

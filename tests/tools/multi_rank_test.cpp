@@ -49,6 +49,12 @@ struct Layout {
   int world = 1;
   int ep_size = 1;
   bool drop_tokens = false;  // false: dropless; true: capacity factor 1.0
+  // use_data_before_expert_parallelism: expert-parallel groups strided ({0, 2}, {1, 3} for 4
+  // ranks with ep 2) instead of consecutive.
+  bool data_before_expert = false;
+
+  // Rank r's position in its expert-parallel group (comm/process_groups.hpp).
+  int ep_rank(int r) const { return data_before_expert ? r / (world / ep_size) : r % ep_size; }
 };
 
 // The shipped config on the tiny data: 5 steps of a global batch of 16 in micro-batches of 4
@@ -78,6 +84,7 @@ fs::path write_config(const fs::path& dir, const std::string& name, const fs::pa
   c["model"]["moe"]["noisy_gate_policy"] = "Jitter";
   c["model"]["moe"]["ep_size"] = layout.ep_size;
   c["model"]["moe"]["drop_tokens"] = layout.drop_tokens;
+  if (layout.data_before_expert) c["use_data_before_expert_parallelism"] = true;
   c["model"]["moe"]["capacity_factor"] = 1.0;
   c["model"]["moe"]["min_capacity"] = 1;  // capacity ⌈k·S/E⌉ = 1 row per expert: tokens drop
   c.erase("scheduler");                   // Adam's lr 1e-3 from the first step
@@ -219,7 +226,7 @@ void check_against_reference(const Layout& layout, bool twice = false) {
   CHECK_THAT(log, Catch::Contains("rank 0 of " + std::to_string(layout.world)));
   const fs::path reference_dir = dir / "reference_ckpt";
   for (int r = 0; r < layout.world; ++r) {
-    const int ep_rank = r % layout.ep_size;  // expert-parallel groups are consecutive ranks
+    const int ep_rank = layout.ep_rank(r);
     const fs::path mine = rank_dir(dir / "ranks_ckpt", r);
     // Step 1's gradients: the same terms summed in another order (module comment), so a few ε
     // of the tensor's largest gradient; a wrong row, route, scale or noise draw is O(1) there.
@@ -316,7 +323,12 @@ TEST_CASE("E: 2 ranks with 2 micro-batches each in flight train like the referen
 }
 
 TEST_CASE("E+D: 4 ranks with ep 2 train like the one-process reference", "[multi_rank]") {
-  check_against_reference({4, 2, false});
+  SECTION("expert-parallel groups of consecutive ranks") {
+    check_against_reference({4, 2, false});
+  }
+  SECTION("use_data_before_expert_parallelism: strided expert-parallel groups") {
+    check_against_reference({4, 2, false, true});
+  }
 }
 
 TEST_CASE("a rank killed mid-run without a launcher: the other exits non-zero, no hang",
