@@ -26,8 +26,8 @@ std::unique_ptr<RankWorld> RankWorld::connect(const RankWorldOptions& options) {
       "configured): multi-process training on CPU ranks needs it");
 #else
   std::unique_ptr<RankWorld> w(new RankWorld());
-  w->groups_rank_ = options.rank;
-  w->groups_ = groups_of(options.dims, options.rank);
+  w->timeout_ = options.timeout;
+  const RankGroups groups = groups_of(options.dims, options.rank);
   // Rank 0 listens on every interface: MASTER_ADDR is how the others reach it, which need not be
   // an address it can bind.
   if (options.rank == 0)
@@ -41,10 +41,10 @@ std::unique_ptr<RankWorld> RankWorld::connect(const RankWorldOptions& options) {
     if (ranks.size() == 1) return std::make_shared<LocalCommunicator>();
     return std::make_shared<UcxCommunicator>(w->transport_, ranks);
   };
-  w->world = make(w->groups_.world);
-  w->data_parallel = make(w->groups_.data_parallel);
-  w->expert_parallel = make(w->groups_.expert_parallel);
-  w->expert_data_parallel = make(w->groups_.expert_data_parallel);
+  w->world = make(groups.world);
+  w->data_parallel = make(groups.data_parallel);
+  w->expert_parallel = make(groups.expert_parallel);
+  w->expert_data_parallel = make(groups.expert_data_parallel);
   PeerWatchOptions watch;
   watch.interval = options.heartbeat_interval;
   watch.timeout = options.heartbeat_timeout;
@@ -61,7 +61,8 @@ std::unique_ptr<RankWorld> RankWorld::connect(const RankWorldOptions& options) {
 #endif
 }
 
-void RankWorld::finish(std::chrono::milliseconds timeout) {
+void RankWorld::finish() {
+  const std::chrono::milliseconds timeout = timeout_;
   const CommRequestPtr barrier = world->barrier();
   if (!barrier->wait(timeout))
     throw std::runtime_error("the final barrier of " + world->describe() + " did not finish in " +

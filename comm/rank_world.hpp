@@ -52,10 +52,9 @@ class RankWorld {
   RankWorld(const RankWorld&) = delete;
   RankWorld& operator=(const RankWorld&) = delete;
 
-  int rank() const { return groups_rank_; }
-  const RankGroups& groups() const { return groups_; }
   RendezvousClient& store() { return *client_; }
 
+  // Each communicator's rank() is this process's position in that group.
   std::shared_ptr<Communicator> world;
   std::shared_ptr<Communicator> data_parallel;
   std::shared_ptr<Communicator> expert_parallel;
@@ -63,13 +62,12 @@ class RankWorld {
 
   // The last collective: returns once every rank reached it (so no peer still waits on this one
   // when it disconnects), then leaves the peer watch; rank 0 waits for every rank's leave before
-  // its store goes. Throws std::runtime_error after `timeout`.
-  void finish(std::chrono::milliseconds timeout);
+  // its store goes. Throws std::runtime_error after the options' timeout.
+  void finish();
 
  private:
   RankWorld() = default;
-  int groups_rank_ = 0;
-  RankGroups groups_;
+  std::chrono::milliseconds timeout_{0};
   std::unique_ptr<RendezvousServer> server_;  // rank 0 only
   std::unique_ptr<RendezvousClient> client_;
   std::shared_ptr<UcxTransport> transport_;

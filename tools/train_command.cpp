@@ -97,11 +97,9 @@ std::unique_ptr<RankWorld> connect_ranks(const RunConfig& config, const RankEnvi
   return world;
 }
 
-// The index of world rank `rank` in `group`.
-std::int64_t position_in(const RankList& group, std::int64_t rank) {
-  for (std::size_t i = 0; i < group.size(); ++i)
-    if (group[i] == rank) return static_cast<std::int64_t>(i);
-  throw std::logic_error("rank " + std::to_string(rank) + " is not in its own group");
+// DIR/rankR: where rank R keeps its checkpoints in a run of several ranks.
+std::string rank_dir(const std::string& dir, std::int64_t rank) {
+  return dir + "/rank" + std::to_string(rank);
 }
 
 int train(RunConfig config, const TrainCommand& command, const RankEnvironment& rank) {
@@ -114,10 +112,8 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
   const bool rank0 = rank.rank == 0;
   // Logs, metrics and the printed results come from rank 0; the others report only problems.
   if (!rank0) spdlog::set_level(spdlog::level::warn);
-  const std::int64_t ep_rank =
-      multi_rank ? position_in(world->groups().expert_parallel, rank.rank) : 0;
-  const std::int64_t dp_rank =
-      multi_rank ? position_in(world->groups().data_parallel, rank.rank) : 0;
+  const std::int64_t ep_rank = multi_rank ? world->expert_parallel->rank() : 0;
+  const std::int64_t dp_rank = multi_rank ? world->data_parallel->rank() : 0;
   const std::int64_t dp_size = config.data_parallel_size();
   RunSetup setup = build_run(config, ep_rank);
   spdlog::info("data: {}", setup.data_summary);
@@ -202,14 +198,14 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
   data.data_parallel_rank = dp_rank;
   data.data_parallel_size = dp_size;
   // Each rank keeps its own checkpoints (its experts; its copy of the rest).
-  if (multi_rank) config.runtime.checkpoint.dir += "/rank" + std::to_string(rank.rank);
+  if (multi_rank)
+    config.runtime.checkpoint.dir = rank_dir(config.runtime.checkpoint.dir, rank.rank);
 
   TrainerOptions to;
   // With several ranks `--resume DIR` names the run's checkpoint directory; each rank resumes
   // from its own shard in DIR/rankR.
-  const std::string resume = multi_rank && !command.resume.empty()
-                                 ? command.resume + "/rank" + std::to_string(rank.rank)
-                                 : command.resume;
+  const std::string resume =
+      multi_rank && !command.resume.empty() ? rank_dir(command.resume, rank.rank) : command.resume;
   if (!resume.empty()) {
     LoadedCheckpoint ckpt = load_checkpoint(resume, model.parameters(), model.name());
     for (const auto& skipped : ckpt.skipped)
@@ -361,9 +357,7 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
   self->send_exit(data_actor, caf::exit_reason::user_shutdown);
   runtime.shutdown();
   // No rank disconnects while a peer may still wait on it.
-  if (multi_rank && exit_code == 0)
-    world->finish(std::chrono::milliseconds(
-        static_cast<std::int64_t>(config.runtime.master_timeout * 1000.0)));
+  if (multi_rank && exit_code == 0) world->finish();
   if (exit_code == 0 && command.plot) exit_code = plot_run(to.metrics_file, trace_file);
   // Last, so that scripts find the saved model on the last line.
   if (!checkpoint.empty()) std::printf("checkpoint: %s\n", checkpoint.c_str());
