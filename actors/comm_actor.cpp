@@ -116,21 +116,20 @@ void exchange_rows(Self self, const char* name, const Tensor& send,
   const CommRequestPtr request =
       st.spec.communicator->all_to_all_v(send, send_rows, recv, recv_rows);
   const std::uint64_t order = st.exchanges_issued++;
-  await(self, request,
-        [self, name, span, send, recv, then, order](const collective_finished& done) {
-          auto& st = self->state;
-          if (span != no_span) st.ctx.recorder->end_span(span);
-          check_exchange(st, done, name);
-          st.finished_exchanges.emplace(order, [then, recv] { then(recv); });
-          for (auto next = st.finished_exchanges.find(st.exchanges_delivered);
-               next != st.finished_exchanges.end();
-               next = st.finished_exchanges.find(st.exchanges_delivered)) {
-            const auto deliver = std::move(next->second);
-            st.finished_exchanges.erase(next);
-            ++st.exchanges_delivered;
-            deliver();
-          }
-        });
+  await(self, request, [self, name, span, recv, then, order](const collective_finished& done) {
+    auto& st = self->state;
+    if (span != no_span) st.ctx.recorder->end_span(span);
+    check_exchange(st, done, name);
+    st.finished_exchanges.emplace(order, [then, recv] { then(recv); });
+    for (auto next = st.finished_exchanges.find(st.exchanges_delivered);
+         next != st.finished_exchanges.end();
+         next = st.finished_exchanges.find(st.exchanges_delivered)) {
+      const auto deliver = std::move(next->second);
+      st.finished_exchanges.erase(next);
+      ++st.exchanges_delivered;
+      deliver();
+    }
+  });
 }
 
 // Hands each shard of the layer its experts' rows: `rows` is expert-major over the layer's local
@@ -207,8 +206,7 @@ void issue_dispatch(Self self, const CollectiveSlot& slot, Request& r) {
   const std::vector<std::int64_t> per_peer(static_cast<std::size_t>(x.peers), x.local_experts);
   st.counts_in_flight = true;
   await(self, st.spec.communicator->all_to_all_v(send_counts, per_peer, recv_counts, per_peer),
-        [self, slot, r, x, exchange_key, send_counts,
-         recv_counts](const collective_finished& done) mutable {
+        [self, slot, r, x, exchange_key, recv_counts](const collective_finished& done) mutable {
           auto& st = self->state;
           check_exchange(st, done, "the token counts exchange");
           const auto* counts = recv_counts.data<std::int64_t>();
