@@ -11,6 +11,7 @@
 #include "comm/expert_exchange.hpp"
 #include "comm/local_communicator.hpp"
 #include "kernels/ops/reduce.hpp"
+#include "models/optimizer_partition.hpp"
 
 namespace troupe {
 namespace {
@@ -32,14 +33,15 @@ struct Request {
   bool complete = false;  // may be issued when the schedule reaches it
 };
 
-// A gradient reduction in flight, and whom to answer.
-struct Reduction {
-  caf::typed_response_promise<gradients_reduced> promise;
-  std::int64_t step = 0;
-  std::vector<TensorHandle> buffers;
-  float scale = 1.0f;
+// A gradient group's collectives in flight (one per buffer: a reduction or a parameter
+// all-gather), and what to do once all have finished.
+struct GroupCollective {
+  std::string what;  // "gradient reduction of step 3", for the error
   std::size_t unfinished = 0;
-  std::string error;  // the first failure
+  std::string error;                          // the first failure
+  std::vector<std::function<void()>> finish;  // per part, run once every part succeeded
+  std::function<void()> succeeded;            // then this
+  std::function<void(caf::error)> failed;     // or this
 };
 
 using Continuation = std::function<void(const collective_finished&)>;
@@ -68,8 +70,8 @@ struct CommState {
   // Collectives in flight: what to do when each finishes, by token.
   std::uint64_t next_token = 0;
   std::map<std::uint64_t, Continuation> continuations;
-  std::uint64_t next_reduction = 0;
-  std::map<std::uint64_t, Reduction> reductions;
+  std::uint64_t next_group_collective = 0;
+  std::map<std::uint64_t, GroupCollective> group_collectives;
 
   bool round_open() const { return next < schedule.size(); }
   bool between_ranks() const { return spec.communicator->size() > 1; }
@@ -283,24 +285,57 @@ void pump(Self self) {
   }
 }
 
-void finish_reduction_part(Self self, std::uint64_t id, const collective_finished& msg) {
+void finish_group_part(Self self, std::uint64_t id, const collective_finished& msg) {
   auto& st = self->state;
-  auto& r = st.reductions.at(id);
-  if (msg.failed && r.error.empty()) r.error = msg.error;
-  if (--r.unfinished > 0) return;
-  if (!r.error.empty()) {
-    r.promise.deliver(caf::make_error(caf::sec::runtime_error,
-                                      st.ctx.track + ": gradient reduction of step " +
-                                          std::to_string(r.step) + " failed: " + r.error));
-  } else {
-    if (r.scale != 1.0f)
-      for (const auto& buffer : r.buffers) ops::scale(cpu_context(), buffer.tensor(), r.scale);
-    r.promise.deliver(gradients_reduced{r.step});
+  auto node = st.group_collectives.find(id);
+  auto& c = node->second;
+  if (msg.failed && c.error.empty()) c.error = msg.error;
+  if (--c.unfinished > 0) return;
+  GroupCollective done = std::move(c);
+  st.group_collectives.erase(node);
+  if (!done.error.empty()) {
+    done.failed(caf::make_error(caf::sec::runtime_error,
+                                st.ctx.track + ": " + done.what + " failed: " + done.error));
+    return;
   }
-  st.reductions.erase(id);
+  for (auto& f : done.finish) f();
+  done.succeeded();
 }
 
-// Issues one all_reduce per buffer of `msg` on the group's communicator.
+// Issues `collectives` (each returns its request and what to do with the result) as one group
+// collective.
+void start_group_collective(
+    Self self, GroupCollective c,
+    std::vector<std::function<CommRequestPtr(std::function<void()>&)>> collectives) {
+  auto& st = self->state;
+  const std::uint64_t id = st.next_group_collective++;
+  c.unfinished = collectives.size();
+  c.finish.resize(collectives.size());
+  std::vector<CommRequestPtr> requests;
+  for (std::size_t i = 0; i < collectives.size(); ++i)
+    requests.push_back(collectives[i](c.finish[i]));
+  st.group_collectives.emplace(id, std::move(c));
+  for (const auto& request : requests)
+    await(self, request,
+          [self, id](const collective_finished& done) { finish_group_part(self, id, done); });
+}
+
+// A copy of the flat f32 `buffer` zero-padded to `numel` elements (a collective's equal chunks).
+Tensor padded_copy(const Tensor& buffer, std::int64_t numel) {
+  Tensor out = Tensor::empty({numel});
+  if (buffer.numel() > 0) out.slice_rows(0, buffer.numel()).copy_from(buffer);
+  if (numel > buffer.numel()) out.slice_rows(buffer.numel(), numel).fill(0.0f);
+  return out;
+}
+
+void check_flat(const CommState& st, const Tensor& buffer, const char* what) {
+  if (buffer.dim() != 1 || buffer.dtype() != DType::f32)
+    throw std::invalid_argument(st.ctx.track + ": " + what + " needs flat f32 buffers, got " +
+                                shape_string(buffer.shape()));
+}
+
+// Sums each buffer of `msg` over the group in rank order: an all_reduce of the whole buffer, or
+// with `scatter` a reduce-scatter into this rank's range (the rest cleared); then the scale.
 void start_reduction(Self self, const reduce_gradients& msg,
                      caf::typed_response_promise<gradients_reduced> promise) {
   auto& st = self->state;
@@ -308,18 +343,78 @@ void start_reduction(Self self, const reduce_gradients& msg,
     promise.deliver(gradients_reduced{msg.step});
     return;
   }
-  const std::uint64_t id = st.next_reduction++;
-  auto& r = st.reductions[id];
-  r.promise = std::move(promise);
-  r.step = msg.step;
-  r.buffers = msg.buffers;
-  r.scale = msg.scale;
-  r.unfinished = msg.buffers.size();
+  const auto& comm = st.spec.communicator;
+  const RankShard shard{comm->rank(), comm->size()};
+  GroupCollective c;
+  c.what = "gradient reduction of step " + std::to_string(msg.step);
+  c.succeeded = [promise, step = msg.step]() mutable { promise.deliver(gradients_reduced{step}); };
+  c.failed = [promise](caf::error err) mutable { promise.deliver(std::move(err)); };
+  std::vector<std::function<CommRequestPtr(std::function<void()>&)>> parts;
+  for (const auto& handle : msg.buffers) {
+    const Tensor buffer = handle.tensor();
+    const float scale = msg.scale;
+    if (!msg.scatter) {
+      parts.push_back([&comm, buffer, scale](std::function<void()>& finish) {
+        finish = [buffer, scale] {
+          if (scale != 1.0f) ops::scale(cpu_context(), buffer, scale);
+        };
+        return comm->all_reduce(buffer);
+      });
+      continue;
+    }
+    check_flat(st, buffer, "a reduce-scatter of gradients");
+    parts.push_back([&comm, buffer, scale, shard](std::function<void()>& finish) {
+      const std::int64_t span = chunks_per_rank(buffer.numel(), shard.size) * kGradNormChunk;
+      const Tensor send = padded_copy(buffer, span * shard.size);
+      Tensor cleared = buffer;  // what is not this rank's range starts the next step at zero
+      cleared.fill(0.0f);
+      const Tensor recv = Tensor::empty({span});
+      finish = [buffer, recv, scale, shard] {
+        const auto [first, last] = rank_range(buffer.numel(), shard);
+        if (first == last) return;
+        Tensor range = buffer.slice_rows(first, last);
+        range.copy_from(recv.slice_rows(0, last - first));
+        if (scale != 1.0f) ops::scale(cpu_context(), range, scale);
+      };
+      return comm->reduce_scatter(send, recv);
+    });
+  }
   // A group of one moves no bytes: only a real exchange is traced as communication.
-  auto span = st.ctx.span("all_reduce_gradients", st.between_ranks() ? "comm" : "compute");
-  for (const auto& buffer : msg.buffers)
-    await(self, st.spec.communicator->all_reduce(buffer.tensor()),
-          [self, id](const collective_finished& done) { finish_reduction_part(self, id, done); });
+  auto span = st.ctx.span(msg.scatter ? "reduce_scatter_gradients" : "all_reduce_gradients",
+                          st.between_ranks() ? "comm" : "compute");
+  start_group_collective(self, std::move(c), std::move(parts));
+}
+
+// All-gathers every rank's range of each flat value buffer into every rank's buffer.
+void start_parameter_gather(Self self, const gather_parameters& msg,
+                            caf::typed_response_promise<parameters_gathered> promise) {
+  auto& st = self->state;
+  const auto& comm = st.spec.communicator;
+  const RankShard shard{comm->rank(), comm->size()};
+  GroupCollective c;
+  c.what = "parameter all-gather of step " + std::to_string(msg.step);
+  c.succeeded = [promise, step = msg.step]() mutable {
+    promise.deliver(parameters_gathered{step});
+  };
+  c.failed = [promise](caf::error err) mutable { promise.deliver(std::move(err)); };
+  std::vector<std::function<CommRequestPtr(std::function<void()>&)>> parts;
+  for (const auto& handle : msg.buffers) {
+    const Tensor buffer = handle.tensor();
+    check_flat(st, buffer, "a parameter all-gather");
+    parts.push_back([&comm, buffer, shard](std::function<void()>& finish) {
+      const std::int64_t span = chunks_per_rank(buffer.numel(), shard.size) * kGradNormChunk;
+      const auto [first, last] = rank_range(buffer.numel(), shard);
+      const Tensor send = padded_copy(buffer.slice_rows(first, last), span);
+      const Tensor recv = Tensor::empty({span * shard.size});
+      finish = [buffer, recv] {
+        Tensor all = buffer;
+        all.copy_from(recv.slice_rows(0, buffer.numel()));
+      };
+      return comm->all_gather(send, recv);
+    });
+  }
+  auto span = st.ctx.span("all_gather_parameters", st.between_ranks() ? "comm" : "compute");
+  start_group_collective(self, std::move(c), std::move(parts));
 }
 
 // All-gathers every rank's values (as their bytes: the sum is the caller's, in rank order).
@@ -420,6 +515,15 @@ comm_actor::behavior_type comm_behavior(Self self, CommActorSpec spec, ActorCont
         // The buffers are the step's finished gradients; the collective may start once they are.
         st.readiness.consume(self, msg.buffers,
                              [self, msg, promise] { start_reduction(self, msg, promise); });
+        return promise;
+      },
+      [self](const gather_parameters& msg) -> caf::typed_response_promise<parameters_gathered> {
+        auto& st = self->state;
+        st.ctx.received(msg.stamp, "gather_parameters", -1, 0);
+        auto promise = self->make_response_promise<parameters_gathered>();
+        // The buffers hold this rank's updated range once the optimizer step is done.
+        st.readiness.consume(self, msg.buffers,
+                             [self, msg, promise] { start_parameter_gather(self, msg, promise); });
         return promise;
       },
       [self](const gather_norms& msg) -> caf::typed_response_promise<norms_gathered> {

@@ -241,11 +241,17 @@ struct set_position {
 // the expert-data-parallel group, both with scale = 1 / data-parallel size, so that gradients do
 // not depend on ep_size (MOE-SPEC). Reply: gradients_reduced, or an error naming the failed
 // collective (a dead peer).
+// With ZeRO stage 1 over the group's ranks (`scatter`) the sum is a reduce-scatter instead: only
+// this rank's range of each buffer (rank_range over the communicator,
+// models/optimizer_partition.hpp) receives the scaled sum, the range its optimizer partitions
+// update; the rest of the buffer is cleared for the next step's accumulation. The bits of that
+// range equal an all-reduce's.
 struct reduce_gradients {
   std::int64_t step = 0;
   std::vector<TensorHandle> buffers;  // the group's flat gradient buffer (or its buckets)
   float scale = 1.0f;
   TraceStamp stamp;
+  bool scatter = false;
 };
 struct gradients_reduced {
   std::int64_t step = 0;
@@ -261,6 +267,19 @@ struct gather_norms {
 };
 struct norms_gathered {
   std::vector<double> values;  // rank 0's, then rank 1's, ...
+};
+
+// Trainer → the comm actor of a group whose optimizer state is partitioned over its ranks (ZeRO
+// stage 1), after the optimizer step: every rank's range of each flat value buffer is all-gathered
+// into every rank's buffer, so all ranks start the next step with the same parameters. Reply:
+// parameters_gathered, or an error naming the failed collective.
+struct gather_parameters {
+  std::int64_t step = 0;
+  std::vector<TensorHandle> buffers;  // the group's flat value buffer
+  TraceStamp stamp;
+};
+struct parameters_gathered {
+  std::int64_t step = 0;
 };
 
 // Communicator → comm actor (sent from the backend's progress thread): collective `token` has
@@ -416,7 +435,9 @@ TROUPE_INSPECT(next_batches, x.count, x.evaluation)
 TROUPE_INSPECT(batches_reply, x.batches, x.epoch, x.epoch_finished)
 TROUPE_INSPECT(data_position, x.epoch, x.index)
 TROUPE_INSPECT(set_position, x.position)
-TROUPE_INSPECT(reduce_gradients, x.step, x.buffers, x.scale, x.stamp)
+TROUPE_INSPECT(reduce_gradients, x.step, x.buffers, x.scale, x.stamp, x.scatter)
+TROUPE_INSPECT(gather_parameters, x.step, x.buffers, x.stamp)
+TROUPE_INSPECT(parameters_gathered, x.step)
 TROUPE_INSPECT(gradients_reduced, x.step)
 TROUPE_INSPECT(gather_norms, x.step, x.values)
 TROUPE_INSPECT(norms_gathered, x.values)
@@ -481,6 +502,8 @@ CAF_ADD_TYPE_ID(troupe, (troupe::get_position))
 CAF_ADD_TYPE_ID(troupe, (troupe::set_position))
 CAF_ADD_TYPE_ID(troupe, (troupe::reduce_gradients))
 CAF_ADD_TYPE_ID(troupe, (troupe::gradients_reduced))
+CAF_ADD_TYPE_ID(troupe, (troupe::gather_parameters))
+CAF_ADD_TYPE_ID(troupe, (troupe::parameters_gathered))
 CAF_ADD_TYPE_ID(troupe, (troupe::gather_norms))
 CAF_ADD_TYPE_ID(troupe, (troupe::norms_gathered))
 CAF_ADD_TYPE_ID(troupe, (troupe::collective_finished))

@@ -93,34 +93,80 @@ void ask_all_partitions(Self self, Make make, Done done) {
   }
 }
 
+// A group's chunk sums in chunk order: this rank's (its partitions' in order), or, when the
+// group's optimizer state is partitioned over its ranks, every rank's, gathered in rank order (each
+// rank's padded with zeros to the same count; adding them changes no bit).
+template <class Then>
+void group_chunk_sums(Self self, bool expert_group, std::vector<double> own, Then then) {
+  auto& st = self->state;
+  for (const auto& r : st.links.gradient_reductions) {
+    if (!r.partitioned || r.expert_group != expert_group) continue;
+    own.resize(static_cast<std::size_t>(r.norm_chunks_per_rank), 0.0);
+    self->request(r.actor, caf::infinite, gather_norms{st.step + 1, std::move(own)})
+        .then([then](norms_gathered& gathered) { then(std::move(gathered.values)); },
+              [self](caf::error& err) { fail(self, err); });
+    return;
+  }
+  then(std::move(own));
+}
+
 // Σ g² of the step's gradients from the partitions' replies (grad_norm_reply or optimizer_done),
-// added in chunk order, so the result does not depend on the partitioning. When the experts are
-// spread over the expert-parallel group's ranks, it is this rank's non-expert sum (the same on
-// every rank after the all-reduce) plus every rank's expert sum in rank order, gathered through
-// the group's comm actor: each expert counted once, and every rank gets the same bits.
+// added chunk by chunk in order, non-expert group first, so the result does not depend on the
+// partitioning, over partitions or over ranks (group_chunk_sums). When the experts are spread over
+// the expert-parallel group's ranks, it is the non-expert sum (the same on every rank after the
+// reduction) plus every rank's expert sum in rank order, gathered through the group's comm actor:
+// each expert counted once, and every rank gets the same bits.
 template <class Reply, class Then>
 void global_squared_norm(Self self, std::vector<Reply>& replies, Then then) {
   auto& st = self->state;
-  if (!st.links.expert_norms) {
-    std::vector<std::vector<double>> chunks;
-    for (auto& r : replies) chunks.push_back(std::move(r.chunk_squared_norms));
-    then(sum_in_order(chunks));
+  std::vector<double> dense, expert;
+  for (std::size_t i = 0; i < replies.size(); ++i) {
+    const bool is_expert = !st.links.expert_partitions.empty() && st.links.expert_partitions.at(i);
+    auto& to = is_expert ? expert : dense;
+    to.insert(to.end(), replies[i].chunk_squared_norms.begin(),
+              replies[i].chunk_squared_norms.end());
+  }
+  group_chunk_sums(self, false, std::move(dense), [self, expert, then](std::vector<double> dense) {
+    group_chunk_sums(self, true, expert, [self, dense, then](std::vector<double> expert) {
+      auto& st = self->state;
+      if (!st.links.expert_norms) {
+        then(sum_in_order({dense, expert}));
+        return;
+      }
+      const double own = sum_in_order({dense});
+      self->request(st.links.expert_norms, caf::infinite,
+                    gather_norms{st.step + 1, {sum_in_order({expert})}})
+          .then(
+              [own, then](norms_gathered& gathered) {
+                double total = own;
+                for (double v : gathered.values) total += v;
+                then(total);
+              },
+              [self](caf::error& err) { fail(self, err); });
+    });
+  });
+}
+
+// With ZeRO stage 1 over ranks: all-gathers each partitioned group's updated values (every rank
+// updated only its range), then calls `then`.
+template <class Then>
+void gather_parameters_then(Self self, Then then) {
+  auto& st = self->state;
+  auto remaining = std::make_shared<std::size_t>(0);
+  for (const auto& r : st.links.gradient_reductions) *remaining += r.partitioned ? 1 : 0;
+  if (*remaining == 0) {
+    then();
     return;
   }
-  std::vector<std::vector<double>> dense, expert;
-  for (std::size_t i = 0; i < replies.size(); ++i)
-    (st.links.expert_partitions.at(i) ? expert : dense)
-        .push_back(std::move(replies[i].chunk_squared_norms));
-  const double own = sum_in_order(dense);
-  self->request(st.links.expert_norms, caf::infinite,
-                gather_norms{st.step + 1, {sum_in_order(expert)}})
-      .then(
-          [own, then](norms_gathered& gathered) {
-            double total = own;
-            for (double v : gathered.values) total += v;
-            then(total);
-          },
-          [self](caf::error& err) { fail(self, err); });
+  for (const auto& r : st.links.gradient_reductions) {
+    if (!r.partitioned) continue;
+    self->request(r.actor, caf::infinite, gather_parameters{st.step + 1, r.values, st.ctx.stamp()})
+        .then(
+            [remaining, then](parameters_gathered&) {
+              if (--*remaining == 0) then();
+            },
+            [self](caf::error& err) { fail(self, err); });
+  }
 }
 
 void train_step(Self self);
@@ -378,9 +424,11 @@ void apply_optimizer(Self self, step_result result, float scale) {
       },
       [self, result, lr](std::vector<optimizer_done>& done) {
         global_squared_norm(self, done, [self, result, lr](double squared) {
-          ++self->state.step;
-          report_step(self, result, lr, std::sqrt(squared));
-          after_step(self);
+          gather_parameters_then(self, [self, result, lr, squared] {
+            ++self->state.step;
+            report_step(self, result, lr, std::sqrt(squared));
+            after_step(self);
+          });
         });
       });
 }
@@ -398,7 +446,7 @@ void reduce_gradients_then(Self self, Then then) {
   auto remaining = std::make_shared<std::size_t>(reductions.size());
   for (const auto& r : reductions) {
     self->request(r.actor, caf::infinite,
-                  reduce_gradients{st.step + 1, r.buffers, r.scale, st.ctx.stamp()})
+                  reduce_gradients{st.step + 1, r.buffers, r.scale, st.ctx.stamp(), r.partitioned})
         .then(
             [remaining, then](gradients_reduced&) {
               if (--*remaining == 0) then();

@@ -52,10 +52,18 @@ struct TrainerOptions {
 
 // One gradient group's reduction over its data-parallel group: the comm actor of the group's
 // communicator, the group's flat gradient buffer, and the scale (1 / data-parallel size).
+// With ZeRO stage 1 over the group's ranks (`partitioned`), this rank's optimizer partitions hold
+// only its range of the group: the gradients are reduce-scattered into it, the global norm
+// gathers every rank's `norm_chunks_per_rank` chunk sums, and after the optimizer step the
+// updated `values` are all-gathered.
 struct GradientReduction {
   comm_actor actor;
   std::vector<TensorHandle> buffers;
   float scale = 1.0f;
+  bool expert_group = false;
+  bool partitioned = false;
+  std::vector<TensorHandle> values;  // partitioned: the group's flat value buffer
+  std::int64_t norm_chunks_per_rank = 0;
 };
 
 struct TrainerLinks {
@@ -69,9 +77,11 @@ struct TrainerLinks {
   // the gradients are used as the pipeline left them.
   std::vector<GradientReduction> gradient_reductions;
   // When the experts are spread over ranks (ep_size > 1): the expert-parallel group's comm actor,
-  // which gathers every rank's expert Σ g² for the global norm, and by partition whether it holds
-  // expert parameters. Null: this process holds every expert.
+  // which gathers every rank's expert Σ g² for the global norm. Null: this process holds every
+  // expert.
   comm_actor expert_norms;
+  // By partition: whether it holds expert parameters (needed with expert_norms or a partitioned
+  // reduction).
   std::vector<bool> expert_partitions;
 };
 

@@ -458,15 +458,8 @@ void check_expert_layout(JsonSection& root, const RunConfig& config) {
 }
 
 // Stage 0 keeps one optimizer state per parameter group; stage 1 partitions each group's state
-// over runtime.optimizer_partitions actors.
+// over runtime.optimizer_partitions actors, and with several ranks first over the group's ranks.
 void check_zero_stage(const JsonSection& root, const RunConfig& config) {
-  if (config.runtime.world_size > 1 && config.zero_optimization.stage >= 1)
-    throw ConfigError(root.source(), "zero_optimization.stage",
-                      "ZeRO stage " + std::to_string(config.zero_optimization.stage) +
-                          " over several ranks is not implemented yet (runtime.world_size " +
-                          std::to_string(config.runtime.world_size) +
-                          "): use stage 0, where every rank keeps the whole optimizer state of "
-                          "its parameters");
   const std::int64_t partitions = config.runtime.optimizer_partitions;
   if (config.zero_optimization.stage == 0 && partitions > 1)
     throw ConfigError(root.source(), "runtime.optimizer_partitions",

@@ -50,18 +50,33 @@ void OptimizerPartition::apply(const AdamParams& hp, std::int64_t step, float gr
   cleared.fill(0.0f);
 }
 
+std::int64_t chunks_per_rank(std::int64_t numel, std::int64_t size) {
+  if (size < 1)
+    throw std::invalid_argument("chunks_per_rank: a group of " + std::to_string(size) + " ranks");
+  const std::int64_t chunks = (numel + kGradNormChunk - 1) / kGradNormChunk;
+  return (chunks + size - 1) / size;
+}
+
+std::pair<std::int64_t, std::int64_t> rank_range(std::int64_t numel, RankShard shard) {
+  if (shard.rank < 0 || shard.rank >= shard.size)
+    throw std::invalid_argument("rank_range: rank " + std::to_string(shard.rank) +
+                                " of a group of " + std::to_string(shard.size));
+  const std::int64_t span = chunks_per_rank(numel, shard.size) * kGradNormChunk;
+  return {std::min(numel, shard.rank * span), std::min(numel, (shard.rank + 1) * span)};
+}
+
 namespace {
 
 void split_group(const ParameterGroupBuffers& group, bool expert, std::int64_t partitions,
-                 std::vector<OptimizerPartition>& out) {
-  const std::int64_t total = group.numel();
-  if (total == 0) return;
-  const std::int64_t chunks = (total + kGradNormChunk - 1) / kGradNormChunk;
+                 RankShard shard, std::vector<OptimizerPartition>& out) {
+  const auto [first, last] = rank_range(group.numel(), shard);
+  if (first == last) return;
+  const std::int64_t chunks = (last - first + kGradNormChunk - 1) / kGradNormChunk;
   const std::int64_t pieces = std::min(partitions, chunks);
   for (std::int64_t piece = 0; piece < pieces; ++piece) {
     // Boundaries at chunk floor(chunks·i / pieces): sizes differ by at most one chunk.
-    const std::int64_t begin = chunks * piece / pieces * kGradNormChunk;
-    const std::int64_t end = std::min(total, chunks * (piece + 1) / pieces * kGradNormChunk);
+    const std::int64_t begin = first + chunks * piece / pieces * kGradNormChunk;
+    const std::int64_t end = std::min(last, first + chunks * (piece + 1) / pieces * kGradNormChunk);
     out.emplace_back(static_cast<std::int64_t>(out.size()), expert, group, begin, end);
   }
 }
@@ -69,14 +84,15 @@ void split_group(const ParameterGroupBuffers& group, bool expert, std::int64_t p
 }  // namespace
 
 std::vector<OptimizerPartition> partition_parameters(const std::vector<Parameter*>& parameters,
-                                                     std::int64_t partitions) {
+                                                     std::int64_t partitions, RankShard non_expert,
+                                                     RankShard expert) {
   if (partitions < 1)
     throw std::invalid_argument("partition_parameters: partitions must be >= 1, got " +
                                 std::to_string(partitions));
   const FlatParameterGroups groups = flatten_parameter_groups(parameters);
   std::vector<OptimizerPartition> out;
-  split_group(groups.non_expert, false, partitions, out);
-  split_group(groups.expert, true, partitions, out);
+  split_group(groups.non_expert, false, partitions, non_expert, out);
+  split_group(groups.expert, true, partitions, expert, out);
   return out;
 }
 

@@ -8,6 +8,11 @@
 // state; the gradients it updates with are the ones it is handed (a handle into the group's flat
 // gradient buffer, where a reduce-scatter will land them across ranks).
 //
+// ZeRO stage 1 over ranks: each group's flat buffer is first cut into `size` equal rank ranges of
+// whole norm chunks (rank_range; the last ones may be short or empty), one per rank of the group's
+// data-parallel group, and a rank's partitions split only its own range. A reduce-scatter then
+// lands each rank's range of the summed gradients, and an all-gather shares the updated values.
+//
 // Gradient clipping needs Σ g² over everything. It is taken over fixed chunks of each group's flat
 // buffer (kGradNormChunk elements; a partition reports its chunks' sums in order) and the chunk
 // sums are added in chunk order, group after group, so the global norm is the same bits whatever
@@ -17,6 +22,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/exec_context.hpp"
@@ -66,10 +72,29 @@ class OptimizerPartition {
   ExecContext ctx_ = cpu_context();
 };
 
-// Flattens the parameter groups and splits each into at most `partitions` ranges (fewer when a
-// group has fewer norm chunks); an empty group yields no partitions.
+// This process's place in the group a parameter group's optimizer state is partitioned over
+// (size 1: it holds the whole group).
+struct RankShard {
+  std::int64_t rank = 0;
+  std::int64_t size = 1;
+};
+
+// Norm chunks in each rank's range when `numel` elements are shared by `size` ranks: ⌈chunks /
+// size⌉, so every rank's range is the same whole number of chunks (the last ranks' may run past
+// `numel`: a collective pads them).
+std::int64_t chunks_per_rank(std::int64_t numel, std::int64_t size);
+
+// Rank `shard.rank`'s range [first, second) of a group of `numel` elements: chunks_per_rank(numel,
+// size) × kGradNormChunk elements from rank × that, cut at `numel` (possibly empty).
+std::pair<std::int64_t, std::int64_t> rank_range(std::int64_t numel, RankShard shard);
+
+// Flattens the parameter groups and splits each group's rank range (rank_range; the whole group by
+// default) into at most `partitions` ranges (fewer when the range has fewer norm chunks); an empty
+// range yields no partitions.
 std::vector<OptimizerPartition> partition_parameters(const std::vector<Parameter*>& parameters,
-                                                     std::int64_t partitions);
+                                                     std::int64_t partitions,
+                                                     RankShard non_expert = {},
+                                                     RankShard expert = {});
 
 // Σ of the chunk sums in order: the global squared gradient norm from every partition's
 // chunk_squared_norms, partitions in order.

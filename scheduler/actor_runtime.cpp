@@ -129,8 +129,20 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
     caf::anon_send(gates[static_cast<std::size_t>(l)], links);
   }
 
+  // Each gradient group is reduced over its communicator (DeepSpeed averages both groups over
+  // the whole data-parallel size, so gradients do not depend on ep_size). Under ZeRO stage 1 a
+  // group of several ranks also partitions its optimizer state over them.
+  const int data_parallel_size = options.data_parallel ? options.data_parallel->size() : 1;
+  const auto shard_of = [&](const std::shared_ptr<Communicator>& communicator) {
+    const bool partitioned = options.zero_stage >= 1 && communicator && communicator->size() > 1;
+    return partitioned ? RankShard{communicator->rank(), communicator->size()} : RankShard{};
+  };
+  const RankShard dense_shard = shard_of(options.data_parallel);
+  const RankShard expert_shard = shard_of(options.expert_data_parallel);
+
   // Optimizer partitions, and the offload manager that owns their state under ZeRO-Offload.
-  for (auto& p : partition_parameters(model_->parameters(), options.optimizer_partitions))
+  for (auto& p : partition_parameters(model_->parameters(), options.optimizer_partitions,
+                                      dense_shard, expert_shard))
     partitions_.push_back(std::make_shared<OptimizerPartition>(std::move(p)));
   offload_manager_actor offload;
   if (options.offload_optimizer) {
@@ -147,21 +159,27 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
   for (const auto& p : partition_actors_) keep(p);
   keep(pipeline_);
 
-  // Gradient reduction: a comm actor per group's communicator (DeepSpeed averages both groups
-  // over the whole data-parallel size, so gradients do not depend on ep_size).
-  const int data_parallel_size = options.data_parallel ? options.data_parallel->size() : 1;
-  const auto reduction = [&](const ParameterGroupBuffers& group,
-                             std::shared_ptr<Communicator> communicator, const char* track) {
+  const auto reduction = [&](const ParameterGroupBuffers& group, bool expert_group,
+                             std::shared_ptr<Communicator> communicator, RankShard shard,
+                             const char* track) {
     if (group.numel() == 0) return;
     CommActorSpec spec;
     spec.communicator = std::move(communicator);
     const comm_actor actor = spawn_comm_actor(system_, std::move(spec), context(track));
     keep(actor);
-    reductions_.push_back(GradientReduction{
-        actor, {TensorHandle(group.grads)}, 1.0f / static_cast<float>(data_parallel_size)});
+    GradientReduction r{actor,
+                        {TensorHandle(group.grads)},
+                        1.0f / static_cast<float>(data_parallel_size),
+                        expert_group};
+    if (shard.size > 1) {
+      r.partitioned = true;
+      r.values = {TensorHandle(group.values)};
+      r.norm_chunks_per_rank = chunks_per_rank(group.numel(), shard.size);
+    }
+    reductions_.push_back(std::move(r));
   };
-  reduction(groups.non_expert, options.data_parallel, "comm.dp");
-  reduction(groups.expert, options.expert_data_parallel, "comm.edp");
+  reduction(groups.non_expert, false, options.data_parallel, dense_shard, "comm.dp");
+  reduction(groups.expert, true, options.expert_data_parallel, expert_shard, "comm.edp");
 }
 
 std::vector<std::vector<TensorHandle>> ActorRuntime::gradient_buckets() const {

@@ -30,7 +30,11 @@ struct RuntimeOptions {
   std::int64_t expert_shards = 1;         // expert shard actors per MoE layer
   std::int64_t stage_replicas = 1;        // replicas of the input segment's stage actor
   std::int64_t optimizer_partitions = 1;  // per parameter group (non-expert, expert)
-  bool offload_optimizer = false;         // ZeRO-Offload: Adam in the offload manager
+  // ZeRO stage: with 1, a group whose reduction group has several ranks has its optimizer state
+  // partitioned over them (models/optimizer_partition.hpp's rank_range): each rank's
+  // optimizer_partitions split only its range.
+  std::int64_t zero_stage = 0;
+  bool offload_optimizer = false;  // ZeRO-Offload: Adam in the offload manager
   AdamParams adam;
   std::uint64_t seed = 0;  // routing noise
   // The global index of this rank's first micro-batch of a step (data-parallel rank ×

@@ -176,6 +176,7 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
   ro.expert_shards = config.runtime.expert_shards;
   ro.stage_replicas = config.runtime.stage_replicas;
   ro.optimizer_partitions = config.runtime.optimizer_partitions;
+  ro.zero_stage = config.zero_optimization.stage;
   ro.offload_optimizer = config.zero_optimization.offload_optimizer.device == OffloadDevice::cpu;
   ro.adam = adam_from(config.optimizer);
   ro.seed = config.runtime.seed;
@@ -291,8 +292,11 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
   } else {
     std::int64_t dense = 0, expert = 0;
     for (const auto& p : runtime.partitions()) (p->expert_group() ? expert : dense) += 1;
-    spdlog::info("ZeRO-{}: {} dense, {} expert partitions", config.zero_optimization.stage, dense,
-                 expert);
+    spdlog::info("ZeRO-{}: {} dense, {} expert partitions{}", config.zero_optimization.stage, dense,
+                 expert,
+                 multi_rank ? " of this rank's ranges (the optimizer state is partitioned over the "
+                              "data-parallel and expert-data-parallel groups)"
+                            : "");
   }
 
   TrainerLinks links{data_actor,

@@ -101,3 +101,54 @@ TEST_CASE("a partition refuses gradients that are not its range") {
   CHECK_THROWS_WITH(parts[0].apply(AdamParams{}, 1, 1.0f, parts[1].grads()),
                     Catch::Contains("was handed gradients"));
 }
+
+TEST_CASE(
+    "rank ranges cut a group into equal whole chunks per rank, the last ones short or empty") {
+  // 4 chunks (the last one 5 elements) over 3 ranks: 2 chunks each, so rank 2 holds nothing.
+  const std::int64_t numel = 3 * kGradNormChunk + 5;
+  CHECK(chunks_per_rank(numel, 3) == 2);
+  CHECK(rank_range(numel, {0, 3}) == std::pair<std::int64_t, std::int64_t>{0, 2 * kGradNormChunk});
+  CHECK(rank_range(numel, {1, 3}) ==
+        std::pair<std::int64_t, std::int64_t>{2 * kGradNormChunk, numel});
+  CHECK(rank_range(numel, {2, 3}) == std::pair<std::int64_t, std::int64_t>{numel, numel});
+  CHECK(rank_range(numel, {0, 1}) == std::pair<std::int64_t, std::int64_t>{0, numel});
+  CHECK_THROWS_WITH(rank_range(numel, {3, 3}), Catch::Contains("rank 3 of a group of 3"));
+}
+
+TEST_CASE("partitions over ranks tile each group, every rank splitting only its own range") {
+  for (std::int64_t ranks : {2, 3}) {
+    for (std::int64_t partitions : {1, 2}) {
+      INFO(ranks << " ranks, " << partitions << " partitions per rank");
+      std::vector<std::pair<std::int64_t, std::int64_t>> dense, expert;
+      std::int64_t dense_numel = 0, expert_numel = 0;
+      for (std::int64_t r = 0; r < ranks; ++r) {
+        Params ps(3);
+        const FlatParameterGroups flat = flatten_parameter_groups(ps.pointers);
+        dense_numel = flat.non_expert.numel();
+        expert_numel = flat.expert.numel();
+        // The expert group is partitioned over a group of one here (its own ranks elsewhere).
+        const auto parts = partition_parameters(ps.pointers, partitions, {r, ranks}, {0, 1});
+        for (const auto& p : parts) {
+          CHECK(p.group_begin() % kGradNormChunk == 0);
+          (p.expert_group() ? expert : dense)
+              .emplace_back(p.group_begin(), p.group_begin() + p.numel());
+          const auto [first, last] =
+              rank_range(p.expert_group() ? expert_numel : dense_numel,
+                         p.expert_group() ? RankShard{} : RankShard{r, ranks});
+          CHECK(p.group_begin() >= first);
+          CHECK(p.group_begin() + p.numel() <= last);
+        }
+      }
+      // Over all ranks the dense ranges tile the group in order; the experts are whole on each.
+      std::int64_t covered = 0;
+      for (const auto& [b, e] : dense) {
+        CHECK(b == covered);
+        covered = e;
+      }
+      CHECK(covered == dense_numel);
+      std::int64_t expert_total = 0;
+      for (const auto& [b, e] : expert) expert_total += e - b;
+      CHECK(expert_total == ranks * expert_numel);
+    }
+  }
+}
