@@ -59,8 +59,7 @@ void append_group_state(const std::vector<PartitionState>& optimizer, bool exper
     if (p->group_begin != end || p->names != parts.front()->names)
       throw std::invalid_argument(
           "save_checkpoint: the " + group +
-          " optimizer partitions do not tile a contiguous range: one begins "
-          "at " +
+          " optimizer partitions do not tile a contiguous range: one begins at " +
           std::to_string(p->group_begin) + ", expected " + std::to_string(end) +
           ", with the same state names");
     const std::int64_t n = p->tensors.front().numel();
@@ -251,8 +250,7 @@ PartitionState LoadedCheckpoint::partition_state(bool expert_group, std::int64_t
         "checkpoint " + path + " holds the " + group + " optimizer state of the range " +
         range_text(stored.begin, stored.begin + stored.size) + " (" + std::to_string(stored.size) +
         " elements); a partition wants " + wanted +
-        ", outside it (resume with the world size and ZeRO "
-        "partitioning that wrote the checkpoint)");
+        ", outside it (resume with the world size and ZeRO partitioning that wrote it)");
   PartitionState out{expert_group, begin, {}, {}};
   for (const auto& [name, tensor] : stored.tensors) {
     out.names.push_back(name);
