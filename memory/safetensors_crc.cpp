@@ -21,15 +21,6 @@ std::uint32_t crc_update(std::uint32_t crc, const void* data, std::size_t bytes)
       crc32_z(crc, static_cast<const Bytef*>(data), static_cast<z_size_t>(bytes)));
 }
 
-bool is_crc_text(const std::string& value) {
-  if (value.size() != kDigits) return false;
-  for (char c : value)
-    if (!std::isxdigit(static_cast<unsigned char>(c)) ||
-        std::isupper(static_cast<unsigned char>(c)))
-      return false;
-  return true;
-}
-
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw std::runtime_error("CRC-32 check of '" + path + "': " + what);
 }
@@ -57,6 +48,15 @@ std::size_t find_value(const std::string& text, const std::string& key, const st
 
 }  // namespace
 
+bool is_crc32_hex(const std::string& text) {
+  if (text.size() != kDigits) return false;
+  for (char c : text)
+    if (!std::isxdigit(static_cast<unsigned char>(c)) ||
+        std::isupper(static_cast<unsigned char>(c)))
+      return false;
+  return true;
+}
+
 std::string crc32_hex(std::uint32_t crc) {
   char text[kDigits + 1];
   std::snprintf(text, sizeof text, "%08x", static_cast<unsigned>(crc));
@@ -80,7 +80,7 @@ void verify_safetensors_crc(const std::string& path, const std::string& key) {
   const SafetensorsMetadata metadata = load_safetensors_metadata(path);
   const auto stored = metadata.find(key);
   if (stored == metadata.end()) fail(path, "the metadata has no '" + key + "'");
-  if (!is_crc_text(stored->second))
+  if (!is_crc32_hex(stored->second))
     fail(path, "metadata '" + key + "' is \"" + stored->second +
                    "\", not 8 lowercase hexadecimal digits");
 

@@ -19,6 +19,8 @@ namespace troupe {
 
 // `crc` as the 8 lowercase hex digits stored in the file.
 std::string crc32_hex(std::uint32_t crc);
+// Whether `text` is such a value: exactly 8 lowercase hexadecimal digits.
+bool is_crc32_hex(const std::string& text);
 
 // save_safetensors with `metadata[key]` set to the file's CRC as defined above (any value the
 // caller put under `key` is replaced).

@@ -27,52 +27,78 @@ std::int64_t group_size(const std::vector<Parameter*>& parameters, bool expert) 
   return n;
 }
 
-// The partitions of one group joined into whole-group tensors, "optim/<group>/<name>".
+// "optim_<group>_begin": the metadata key of the first element of a group's stored range.
+std::string begin_key(const std::string& group) {
+  return "optim_" + group + "_begin";
+}
+
+std::string range_text(std::int64_t begin, std::int64_t end) {
+  return "[" + std::to_string(begin) + ", " + std::to_string(end) + ")";
+}
+
+// The partitions of one group joined into tensors "optim/<group>/<name>" over the contiguous range
+// they tile, whose begin goes into the metadata; nothing when they hold no element of the group.
 void append_group_state(const std::vector<PartitionState>& optimizer, bool expert,
-                        std::int64_t size, NamedTensors& out) {
+                        std::int64_t size, NamedTensors& out, SafetensorsMetadata& metadata) {
+  const std::string group = optimizer_group_name(expert);
   std::vector<const PartitionState*> parts;
-  for (const auto& p : optimizer)
-    if (p.expert_group == expert) parts.push_back(&p);
+  for (const auto& p : optimizer) {
+    if (p.expert_group != expert) continue;
+    if (p.tensors.size() != p.names.size())
+      throw std::invalid_argument("save_checkpoint: a " + group + " optimizer partition has " +
+                                  std::to_string(p.names.size()) + " state names but " +
+                                  std::to_string(p.tensors.size()) + " tensors");
+    if (!p.tensors.empty() && p.tensors.front().numel() > 0) parts.push_back(&p);
+  }
   if (parts.empty()) return;
   std::sort(parts.begin(), parts.end(),
             [](const auto* a, const auto* b) { return a->group_begin < b->group_begin; });
-  const std::string group = optimizer_group_name(expert);
-  std::int64_t covered = 0;
+  const std::int64_t begin = parts.front()->group_begin;
+  std::int64_t end = begin;
   for (const auto* p : parts) {
-    if (p->group_begin != covered || p->names != parts.front()->names ||
-        p->tensors.size() != p->names.size())
-      throw std::invalid_argument("save_checkpoint: the " + group +
-                                  " optimizer partitions do not tile the group: one begins at " +
-                                  std::to_string(p->group_begin) + ", expected " +
-                                  std::to_string(covered) + ", with the same state names");
-    covered += p->tensors.empty() ? 0 : p->tensors.front().numel();
+    if (p->group_begin != end || p->names != parts.front()->names)
+      throw std::invalid_argument(
+          "save_checkpoint: the " + group +
+          " optimizer partitions do not tile a contiguous range: one begins at " +
+          std::to_string(p->group_begin) + ", expected " + std::to_string(end) +
+          ", with the same state names");
+    const std::int64_t n = p->tensors.front().numel();
+    for (const auto& t : p->tensors)
+      if (t.shape() != Shape{n})
+        throw std::invalid_argument("save_checkpoint: the " + group + " optimizer partition at " +
+                                    std::to_string(p->group_begin) + " has a state of shape " +
+                                    shape_string(t.shape()) + ", expected [" + std::to_string(n) +
+                                    "]");
+    end += n;
   }
-  if (covered != size)
+  if (begin < 0 || end > size)
     throw std::invalid_argument("save_checkpoint: the " + group + " optimizer partitions cover " +
-                                std::to_string(covered) + " of the group's " +
+                                range_text(begin, end) + ", outside the group's " +
                                 std::to_string(size) + " elements");
   for (std::size_t j = 0; j < parts.front()->names.size(); ++j) {
-    Tensor whole = Tensor::empty({size});
+    Tensor joined = Tensor::empty({end - begin});
     for (const auto* p : parts) {
       const Tensor& slice = p->tensors[j];
-      Tensor target = whole.slice_rows(p->group_begin, p->group_begin + slice.numel());
+      const std::int64_t at = p->group_begin - begin;
+      Tensor target = joined.slice_rows(at, at + slice.numel());
       target.copy_from(slice);
     }
-    out.emplace_back("optim/" + group + "/" + parts.front()->names[j], std::move(whole));
+    out.emplace_back("optim/" + group + "/" + parts.front()->names[j], std::move(joined));
   }
+  metadata[begin_key(group)] = std::to_string(begin);
 }
 
-const std::string& meta_string(const SafetensorsFile& file, const std::string& key,
+const std::string& meta_string(const SafetensorsMetadata& metadata, const std::string& key,
                                const std::string& path) {
-  auto it = file.metadata.find(key);
-  if (it == file.metadata.end())
+  auto it = metadata.find(key);
+  if (it == metadata.end())
     throw std::runtime_error("checkpoint " + path + ": metadata key '" + key + "' is missing");
   return it->second;
 }
 
-std::int64_t meta_int(const SafetensorsFile& file, const std::string& key,
+std::int64_t meta_int(const SafetensorsMetadata& metadata, const std::string& key,
                       const std::string& path) {
-  const std::string& text = meta_string(file, key, path);
+  const std::string& text = meta_string(metadata, key, path);
   try {
     return std::stoll(text);
   } catch (const std::exception&) {
@@ -81,17 +107,11 @@ std::int64_t meta_int(const SafetensorsFile& file, const std::string& key,
   }
 }
 
-struct VerifiedFile {
-  std::string path;
-  SafetensorsFile file;
-  CheckpointMeta meta;
-};
-
-// Reads `path` and checks that it is an intact checkpoint of a known format version (and of run
-// `run_id` unless that is empty); any failure throws, naming the file.
-VerifiedFile read_intact(const std::string& path, const std::string& run_id) {
-  VerifiedFile out{path, load_safetensors(path), {}};
-  const auto& md = out.file.metadata;
+// Checks the metadata of the file at `path`: a known format version, an intact CRC over the
+// file's bytes, run `run_id` unless that is empty; returns the fields. Any failure throws, naming
+// the file.
+CheckpointMeta checked_meta(const SafetensorsMetadata& md, const std::string& path,
+                            const std::string& run_id) {
   const auto format = md.find("format");
   const auto version = md.find("format_version");
   if (format == md.end() || format->second != kCheckpointFormat || version == md.end() ||
@@ -103,16 +123,29 @@ VerifiedFile read_intact(const std::string& path, const std::string& run_id) {
                              "'; this troupe reads format '" + kCheckpointFormat + "' version " +
                              std::to_string(kCheckpointVersion));
   verify_safetensors_crc(path, kCrcKey);
-  CheckpointMeta& meta = out.meta;
-  meta.run_id = meta_string(out.file, "run_id", path);
+  CheckpointMeta meta;
+  meta.run_id = meta_string(md, "run_id", path);
   if (!run_id.empty() && meta.run_id != run_id)
     throw std::runtime_error("checkpoint " + path + " belongs to run " + meta.run_id +
                              ", not to run " + run_id + " that 'latest' names");
-  meta.step = meta_int(out.file, "step", path);
-  meta.data_epoch = meta_int(out.file, "data_epoch", path);
-  meta.data_index = meta_int(out.file, "data_index", path);
-  meta.seed = static_cast<std::uint64_t>(meta_int(out.file, "seed", path));
-  meta.model = meta_string(out.file, "model", path);
+  meta.step = meta_int(md, "step", path);
+  meta.data_epoch = meta_int(md, "data_epoch", path);
+  meta.data_index = meta_int(md, "data_index", path);
+  meta.seed = static_cast<std::uint64_t>(meta_int(md, "seed", path));
+  meta.model = meta_string(md, "model", path);
+  return meta;
+}
+
+struct VerifiedFile {
+  std::string path;
+  SafetensorsFile file;
+  CheckpointMeta meta;
+};
+
+// Reads `path` whole and checks it as checked_meta does.
+VerifiedFile read_intact(const std::string& path, const std::string& run_id) {
+  VerifiedFile out{path, load_safetensors(path), {}};
+  out.meta = checked_meta(out.file.metadata, path, run_id);
   return out;
 }
 
@@ -166,16 +199,16 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
   if (meta.run_id.empty()) throw std::invalid_argument("save_checkpoint: the run id is empty");
   NamedTensors tensors;
   for (auto* p : parameters) tensors.emplace_back("param/" + p->name, p->value);
+  SafetensorsMetadata metadata{{"format", kCheckpointFormat},
+                               {"format_version", std::to_string(kCheckpointVersion)},
+                               {"run_id", meta.run_id},
+                               {"step", std::to_string(meta.step)},
+                               {"data_epoch", std::to_string(meta.data_epoch)},
+                               {"data_index", std::to_string(meta.data_index)},
+                               {"seed", std::to_string(meta.seed)},
+                               {"model", meta.model}};
   for (bool expert : {false, true})
-    append_group_state(optimizer, expert, group_size(parameters, expert), tensors);
-  const SafetensorsMetadata metadata{{"format", kCheckpointFormat},
-                                     {"format_version", std::to_string(kCheckpointVersion)},
-                                     {"run_id", meta.run_id},
-                                     {"step", std::to_string(meta.step)},
-                                     {"data_epoch", std::to_string(meta.data_epoch)},
-                                     {"data_index", std::to_string(meta.data_index)},
-                                     {"seed", std::to_string(meta.seed)},
-                                     {"model", meta.model}};
+    append_group_state(optimizer, expert, group_size(parameters, expert), tensors, metadata);
   fs::create_directories(dir);
   const std::string name = checkpoint_file_name(meta.step);
   const std::string path = (fs::path(dir) / name).string();
@@ -189,21 +222,39 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta,
   return path;
 }
 
+CheckpointMeta verify_checkpoint(const std::string& path, const std::string& run_id) {
+  return checked_meta(load_safetensors_metadata(path), path, run_id);
+}
+
+std::string checkpoint_crc(const std::string& path) {
+  const SafetensorsMetadata metadata = load_safetensors_metadata(path);
+  const std::string& crc = meta_string(metadata, kCrcKey, path);
+  if (!is_crc32_hex(crc))
+    throw std::runtime_error("checkpoint " + path + ": metadata '" + kCrcKey + "' is \"" + crc +
+                             "\", not 8 lowercase hexadecimal digits");
+  return crc;
+}
+
 PartitionState LoadedCheckpoint::partition_state(bool expert_group, std::int64_t begin,
                                                  std::int64_t size) const {
   const std::string group = optimizer_group_name(expert_group);
+  const std::string wanted = range_text(begin, begin + size);
   const auto it = optimizer.find(group);
   if (it == optimizer.end())
     throw std::runtime_error("checkpoint " + path + " holds no optimizer state of the " + group +
-                             " parameters");
+                             " parameters; a partition wants " + wanted +
+                             " (was it written by a rank of a run of another world size?)");
+  const StoredGroupState& stored = it->second;
+  if (size < 0 || begin < stored.begin || begin + size > stored.begin + stored.size)
+    throw std::runtime_error(
+        "checkpoint " + path + " holds the " + group + " optimizer state of the range " +
+        range_text(stored.begin, stored.begin + stored.size) + " (" + std::to_string(stored.size) +
+        " elements); a partition wants " + wanted +
+        ", outside it (resume with the world size and ZeRO partitioning that wrote it)");
   PartitionState out{expert_group, begin, {}, {}};
-  for (const auto& [name, tensor] : it->second) {
-    if (begin < 0 || begin + size > tensor.numel())
-      throw std::runtime_error("checkpoint " + path + ": optim/" + group + "/" + name + " has " +
-                               std::to_string(tensor.numel()) + " elements, a partition wants [" +
-                               std::to_string(begin) + ", " + std::to_string(begin + size) + ")");
+  for (const auto& [name, tensor] : stored.tensors) {
     out.names.push_back(name);
-    out.tensors.push_back(tensor.slice_rows(begin, begin + size));
+    out.tensors.push_back(tensor.slice_rows(begin - stored.begin, begin - stored.begin + size));
   }
   return out;
 }
@@ -277,11 +328,24 @@ LoadedCheckpoint load_checkpoint(const std::string& dir_or_file,
                                " names no optimizer group (expected optim/non_expert/... or "
                                "optim/expert/...)");
     const std::int64_t size = group_size(parameters, expert);
-    if (tensor.shape() != Shape{size})
-      throw std::runtime_error("checkpoint " + where + ": " + name + " has shape " +
-                               shape_string(tensor.shape()) + ", the model's " + group +
-                               " parameters need [" + std::to_string(size) + "]");
-    out.optimizer[group][name.substr(slash + 1)] = tensor;
+    const auto key = verified.file.metadata.find(begin_key(group));
+    const std::int64_t begin = key == verified.file.metadata.end()
+                                   ? 0
+                                   : meta_int(verified.file.metadata, key->first, where);
+    StoredGroupState& stored = out.optimizer[group];
+    if (stored.tensors.empty()) {
+      stored.begin = begin;
+      stored.size = tensor.numel();
+    }
+    if (tensor.shape() != Shape{stored.size} || begin < 0 || begin + stored.size > size)
+      throw std::runtime_error(
+          "checkpoint " + where + ": " + name + " has shape " + shape_string(tensor.shape()) +
+          " from element " + std::to_string(begin) + ", which does not fit the model's " +
+          std::to_string(size) + " " + group + " parameters" +
+          (stored.tensors.empty()
+               ? std::string()
+               : " or the group's other state of [" + std::to_string(stored.size) + "]"));
+    stored.tensors[name.substr(slash + 1)] = tensor;
   }
   return out;
 }

@@ -23,22 +23,12 @@ bool all_digits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// "step_NNNNNNNN.safetensors" (8 or more digits) → its step; -1 for any other name.
-std::int64_t step_of_file_name(std::string_view name) {
-  constexpr std::string_view prefix = "step_", suffix = ".safetensors";
-  if (name.size() < prefix.size() + 8 + suffix.size() || name.substr(0, prefix.size()) != prefix ||
-      name.substr(name.size() - suffix.size()) != suffix)
-    return -1;
-  const auto digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
-  return all_digits(digits) ? std::stoll(std::string(digits)) : -1;
-}
-
 // write_atomically's temporary names: TARGET.tmp.PID.N for a step file or `latest`.
 bool is_temporary_file_name(std::string_view name) {
   const auto tmp = name.find(".tmp.");
   if (tmp == std::string_view::npos) return false;
   const auto target = name.substr(0, tmp);
-  if (target != "latest" && step_of_file_name(target) < 0) return false;
+  if (target != "latest" && checkpoint_file_step(target) < 0) return false;
   const auto rest = name.substr(tmp + 5);  // PID.N
   const auto dot = rest.find('.');
   return dot != std::string_view::npos && all_digits(rest.substr(0, dot)) &&
@@ -59,13 +49,23 @@ std::string checkpoint_file_name(std::int64_t step) {
   return name;
 }
 
+// 8 or more digits.
+std::int64_t checkpoint_file_step(std::string_view name) {
+  constexpr std::string_view prefix = "step_", suffix = ".safetensors";
+  if (name.size() < prefix.size() + 8 + suffix.size() || name.substr(0, prefix.size()) != prefix ||
+      name.substr(name.size() - suffix.size()) != suffix)
+    return -1;
+  const auto digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  return all_digits(digits) ? std::stoll(std::string(digits)) : -1;
+}
+
 std::vector<CheckpointFile> list_checkpoint_files(const std::string& dir) {
   std::vector<CheckpointFile> out;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return out;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
-    const std::int64_t step = step_of_file_name(name);
+    const std::int64_t step = checkpoint_file_step(name);
     if (entry.is_regular_file() && step >= 0) out.push_back({entry.path().string(), name, step});
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.step < b.step; });

@@ -1,12 +1,14 @@
 // A checkpoint directory's files and which run owns them: step files (step_NNNNNNNN.safetensors,
 // each carrying its run id in its metadata), `latest` (the newest step file's name and its run
 // id), pruning a run's old files, and claiming a directory before a run writes into it. The file
-// format itself is models/checkpoint.hpp's.
+// format itself is models/checkpoint.hpp's; a run of several ranks has one such directory per rank
+// under a common manifest (models/sharded_checkpoint.hpp).
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace troupe {
@@ -19,6 +21,8 @@ struct CheckpointFile {
 
 // "step_NNNNNNNN.safetensors": zero-padded, so names sort in step order.
 std::string checkpoint_file_name(std::int64_t step);
+// The step a step file's name carries; -1 for any other name.
+std::int64_t checkpoint_file_step(std::string_view name);
 
 // The step files in `dir`, by step (none when `dir` does not exist). Temporary files of an
 // interrupted write are not step files.

@@ -1,6 +1,6 @@
 // Checkpoint files and directories: per-group optimizer state independent of the partitioning,
-// run ids, fallback past damaged files, pruning that touches only its own run, and claiming a
-// directory.
+// a rank's sub-range of it, run ids, fallback past damaged files, pruning that touches only its own
+// run, and claiming a directory.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -14,95 +14,12 @@
 #include "memory/safetensors_crc.hpp"
 #include "models/checkpoint.hpp"
 #include "models/checkpoint_dir.hpp"
+#include "models/checkpoint_test_util.hpp"
 #include "test_util/temp_dir.hpp"
 
 using namespace troupe;
+using namespace troupe::test;
 namespace fs = std::filesystem;
-
-namespace {
-
-// Two non-expert parameters (5010 elements: two norm chunks) and one expert one (9000: three).
-struct TinyModel {
-  Parameter w = make_parameter("w", {5000}, false);
-  Parameter b = make_parameter("b", {10}, false);
-  Parameter e = make_parameter("e", {9000}, true);
-  std::vector<Parameter*> all() { return {&w, &b, &e}; }
-  void fill(float base) {
-    for (auto* p : all())
-      for (std::int64_t i = 0; i < p->value.numel(); ++i)
-        p->value.data<float>()[i] = base + 0.001f * static_cast<float>(i);
-  }
-};
-
-Tensor ramp(std::int64_t n, float base) {
-  Tensor t = Tensor::empty({n});
-  for (std::int64_t i = 0; i < n; ++i) t.data<float>()[i] = base + static_cast<float>(i);
-  return t;
-}
-
-// A group's Adam state split at `cuts` (element offsets), as partitions would hold it.
-void add_partitions(std::vector<PartitionState>& out, bool expert, std::int64_t size,
-                    const std::vector<std::int64_t>& cuts, float base) {
-  const Tensor avg = ramp(size, base);
-  const Tensor sq = ramp(size, base + 0.5f);
-  std::vector<std::int64_t> bounds = cuts;
-  bounds.insert(bounds.begin(), 0);
-  bounds.push_back(size);
-  for (std::size_t i = 0; i + 1 < bounds.size(); ++i)
-    out.push_back({expert,
-                   bounds[i],
-                   {"exp_avg", "exp_avg_sq"},
-                   {avg.slice_rows(bounds[i], bounds[i + 1]).clone(),
-                    sq.slice_rows(bounds[i], bounds[i + 1]).clone()}});
-}
-
-std::vector<PartitionState> optimizer_state(float base, std::int64_t expert_pieces) {
-  std::vector<PartitionState> out;
-  add_partitions(out, false, 5010, {4096}, base);
-  add_partitions(
-      out, true, 9000,
-      expert_pieces == 3 ? std::vector<std::int64_t>{4096, 8192} : std::vector<std::int64_t>{},
-      base + 100.0f);
-  return out;
-}
-
-CheckpointMeta meta_for(const std::string& run_id, std::int64_t step) {
-  return CheckpointMeta{run_id, step, 1, 7 * step, 42, "tiny"};
-}
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && std::equal(static_cast<const char*>(a.raw_data()),
-                                              static_cast<const char*>(a.raw_data()) + a.nbytes(),
-                                              static_cast<const char*>(b.raw_data()));
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void flip_middle_16(const fs::path& path) {
-  std::string bytes = read_text(path);
-  const std::size_t middle = bytes.size() - (5010 + 9000) * 4;  // inside the tensor data
-  for (std::size_t i = middle; i < middle + 16; ++i) bytes[i] = static_cast<char>(~bytes[i]);
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-}
-
-void truncate(const fs::path& path) {
-  fs::resize_file(path, fs::file_size(path) - 100);
-}
-
-// Saves steps `from`..`to` of run `run_id` with parameters filled from the step number.
-void save_steps(const fs::path& dir, TinyModel& model, const std::string& run_id, std::int64_t from,
-                std::int64_t to, std::int64_t keep = 0) {
-  for (std::int64_t step = from; step <= to; ++step) {
-    model.fill(static_cast<float>(step));
-    save_checkpoint(dir.string(), meta_for(run_id, step), model.all(),
-                    optimizer_state(static_cast<float>(step), 3), keep);
-  }
-}
-
-}  // namespace
 
 TEST_CASE("a checkpoint stores whole-group optimizer state whatever the partitioning") {
   const test::TempDir scratch("ckpt_groups");
@@ -140,6 +57,122 @@ TEST_CASE("a checkpoint stores whole-group optimizer state whatever the partitio
   CHECK(second.tensors[1].data<float>()[0] == 103.5f + 4096.0f);
   CHECK(second.tensors[1].data<float>()[9000 - 4096 - 1] == 103.5f + 8999.0f);
   CHECK_THROWS_WITH(loaded.partition_state(true, 8192, 1000), Catch::Contains("9000 elements"));
+}
+
+TEST_CASE("a rank's sub-range of the optimizer state round-trips, and only its range resumes") {
+  const test::TempDir scratch("ckpt_range");
+  TinyModel model;
+  model.fill(2.0f);
+  // A ZeRO-1 rank's partitions: non-expert [4096, 5010), expert [4096, 8192) and [8192, 9000).
+  std::vector<PartitionState> all = optimizer_state(2.0f, 3);
+  std::vector<PartitionState> mine;
+  for (const auto& p : all)
+    if (p.group_begin >= 4096) mine.push_back(p);
+  const std::string path =
+      save_checkpoint(scratch.path.string(), meta_for("00000000000000ab", 3), model.all(), mine);
+  const SafetensorsFile raw = load_safetensors(path);
+  CHECK(raw.at("optim/expert/exp_avg").shape() == Shape{9000 - 4096});
+  CHECK(raw.at("optim/non_expert/exp_avg_sq").shape() == Shape{5010 - 4096});
+  CHECK(raw.metadata.at("optim_expert_begin") == "4096");
+  CHECK(raw.metadata.at("optim_non_expert_begin") == "4096");
+
+  const LoadedCheckpoint loaded = load_checkpoint(path, model.all(), "tiny");
+  CHECK(loaded.optimizer.at("expert").begin == 4096);
+  CHECK(loaded.optimizer.at("expert").size == 9000 - 4096);
+  // The same partitions take back exactly what they saved.
+  for (const auto& p : mine) {
+    const PartitionState back =
+        loaded.partition_state(p.expert_group, p.group_begin, p.tensors[0].numel());
+    REQUIRE(back.names == p.names);
+    CHECK(same_bits(back.tensors[0], p.tensors[0]));
+    CHECK(same_bits(back.tensors[1], p.tensors[1]));
+  }
+  // Any range inside the stored one, e.g. one partition where two were saved.
+  CHECK(same_bits(loaded.partition_state(true, 4096, 9000 - 4096).tensors[0],
+                  ramp(9000, 102.0f).slice_rows(4096, 9000)));
+  // A range outside it (a rank of a run of another world size) names what is stored and wanted.
+  try {
+    loaded.partition_state(true, 0, 8192);
+    FAIL("a range outside the stored one was served");
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    CHECK_THAT(what, Catch::Contains(path));
+    CHECK_THAT(what, Catch::Contains("expert"));
+    CHECK_THAT(what, Catch::Contains("[4096, 9000)"));
+    CHECK_THAT(what, Catch::Contains("[0, 8192)"));
+  }
+  CHECK_THROWS_WITH(loaded.partition_state(false, 4096, 1000),
+                    Catch::Contains("non_expert") && Catch::Contains("[4096, 5010)") &&
+                        Catch::Contains("[4096, 5096)"));
+}
+
+TEST_CASE("a rank holding nothing of a group saves no state of it") {
+  const test::TempDir scratch("ckpt_no_group");
+  TinyModel model;
+  model.fill(1.0f);
+  std::vector<PartitionState> experts_only;
+  add_partitions(experts_only, true, 9000, {4096}, 5.0f);
+  // A partition with no elements of the other group is as good as none.
+  experts_only.push_back({false, 8192, {"exp_avg", "exp_avg_sq"}, {ramp(0, 0), ramp(0, 0)}});
+  const std::string path = save_checkpoint(scratch.path.string(), meta_for("00000000000000ac", 1),
+                                           model.all(), experts_only);
+  const SafetensorsFile raw = load_safetensors(path);
+  CHECK_THROWS_AS(raw.at("optim/non_expert/exp_avg"), std::out_of_range);
+  CHECK(raw.metadata.count("optim_non_expert_begin") == 0);
+  CHECK(raw.metadata.at("optim_expert_begin") == "0");
+  const LoadedCheckpoint loaded = load_checkpoint(path, model.all(), "tiny");
+  CHECK(loaded.optimizer.count("non_expert") == 0);
+  CHECK_THROWS_WITH(
+      loaded.partition_state(false, 0, 4096),
+      Catch::Contains("no optimizer state of the non_expert") && Catch::Contains("[0, 4096)"));
+}
+
+TEST_CASE("save_checkpoint refuses partitions that leave a gap or overrun the group") {
+  const test::TempDir scratch("ckpt_bad_range");
+  TinyModel model;
+  std::vector<PartitionState> state = optimizer_state(1.0f, 3);
+  SECTION("a gap") {
+    state.erase(state.begin() + 3);  // expert [4096, 8192)
+    CHECK_THROWS_AS(
+        save_checkpoint(scratch.path.string(), meta_for("00000000000000ad", 1), model.all(), state),
+        std::invalid_argument);
+  }
+  SECTION("past the group's end") {
+    for (auto& p : state)
+      if (p.expert_group) p.group_begin += 4096;
+    CHECK_THROWS_WITH(
+        save_checkpoint(scratch.path.string(), meta_for("00000000000000ad", 1), model.all(), state),
+        Catch::Contains("[4096, 13096)") && Catch::Contains("9000 elements"));
+  }
+}
+
+TEST_CASE(
+    "a file without optim_<group>_begin holds the whole group, and a range must fit the group") {
+  const test::TempDir scratch("ckpt_old_file");
+  TinyModel model;
+  model.fill(1.0f);
+  const auto state = optimizer_state(4.0f, 3);
+  const std::string path =
+      save_checkpoint(scratch.path.string(), meta_for("00000000000000ae", 2), model.all(), state);
+  // Rewritten as files were before ranges existed: the same tensors, no begin keys.
+  SafetensorsFile raw = load_safetensors(path);
+  const NamedTensors tensors = raw.tensors;
+  raw.metadata.erase("optim_expert_begin");
+  SECTION("no begin key: begin 0") {
+    raw.metadata.erase("optim_non_expert_begin");
+    save_safetensors_with_crc(path, tensors, raw.metadata, "crc32");
+    const LoadedCheckpoint loaded = load_checkpoint(path, model.all(), "tiny");
+    CHECK(loaded.optimizer.at("expert").begin == 0);
+    CHECK(same_bits(loaded.partition_state(true, 8192, 808).tensors[1], state[4].tensors[1]));
+    CHECK(same_bits(loaded.partition_state(false, 0, 4096).tensors[0], state[0].tensors[0]));
+  }
+  SECTION("a whole group's state said to begin further on does not fit") {
+    raw.metadata["optim_expert_begin"] = "4096";
+    save_safetensors_with_crc(path, tensors, raw.metadata, "crc32");
+    CHECK_THROWS_WITH(load_checkpoint(path, model.all(), "tiny"),
+                      Catch::Contains(path) && Catch::Contains("optim/expert/") &&
+                          Catch::Contains("from element 4096"));
+  }
 }
 
 TEST_CASE("a damaged newest checkpoint falls back to the previous intact one of the run") {
