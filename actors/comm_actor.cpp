@@ -418,8 +418,8 @@ void start_parameter_gather(Self self, const gather_parameters& msg,
 }
 
 // All-gathers every rank's values (as their bytes: the sum is the caller's, in rank order).
-void gather_values(Self self, const gather_norms& msg,
-                   caf::typed_response_promise<norms_gathered> promise) {
+void start_value_gather(Self self, const gather_values& msg,
+                        caf::typed_response_promise<values_gathered> promise) {
   auto& st = self->state;
   const auto n = static_cast<std::int64_t>(msg.values.size());
   Tensor send = Tensor::empty({n}, DType::i64);
@@ -434,7 +434,7 @@ void gather_values(Self self, const gather_norms& msg,
                                              std::to_string(step) + " failed: " + done.error));
             return;
           }
-          norms_gathered out;
+          values_gathered out;
           out.values.resize(static_cast<std::size_t>(recv.numel()));
           std::memcpy(out.values.data(), recv.raw_data(), recv.nbytes());
           promise.deliver(std::move(out));
@@ -526,9 +526,9 @@ comm_actor::behavior_type comm_behavior(Self self, CommActorSpec spec, ActorCont
                              [self, msg, promise] { start_parameter_gather(self, msg, promise); });
         return promise;
       },
-      [self](const gather_norms& msg) -> caf::typed_response_promise<norms_gathered> {
-        auto promise = self->make_response_promise<norms_gathered>();
-        gather_values(self, msg, promise);
+      [self](const gather_values& msg) -> caf::typed_response_promise<values_gathered> {
+        auto promise = self->make_response_promise<values_gathered>();
+        start_value_gather(self, msg, promise);
         return promise;
       },
       [self](const collective_finished& msg) { finish_collective(self, msg); },

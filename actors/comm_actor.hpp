@@ -4,7 +4,7 @@
 //   comm_dispatch (from a gate) → expert_forward / expert_backward to the layer's expert shards;
 //   expert_output (from every shard of that layer) → comm_combined back to the gate.
 // With gradient clipping over ranks that hold different experts, it also gathers each rank's
-// expert Σ g² (gather_norms → all_gather → norms_gathered).
+// expert Σ g² (gather_values → all_gather → values_gathered).
 // The data-parallel and expert-data-parallel groups' comm actors reduce the step's gradients:
 //   reduce_gradients (from the trainer) → all_reduce of each buffer on the communicator, then the
 //   scale, → gradients_reduced. The communicator's completion arrives as collective_finished from

@@ -257,15 +257,17 @@ struct gradients_reduced {
   std::int64_t step = 0;
 };
 
-// Trainer → the expert-parallel group's comm actor, for the global gradient norm when the ranks of
-// that group hold different experts: this rank's values (its expert gradients' Σ g²). Reply:
-// every rank's values, in rank order (an all-gather), so that each expert is counted once and
-// every rank adds the same numbers in the same order.
-struct gather_norms {
+// Trainer → a comm actor: this rank's values, the same count on every rank of the group. Reply:
+// every rank's values, in rank order (an all-gather of their bits). Uses: the global gradient
+// norm (Σ g² of the experts a rank holds, gathered over the expert-parallel group so that each
+// expert is counted once and every rank adds the same numbers in the same order; with ZeRO over
+// ranks, every rank's norm-chunk sums) and the checkpoint confirmations (each shard's CRC-32,
+// gathered over the world).
+struct gather_values {
   std::int64_t step = 0;
   std::vector<double> values;
 };
-struct norms_gathered {
+struct values_gathered {
   std::vector<double> values;  // rank 0's, then rank 1's, ...
 };
 
@@ -439,8 +441,8 @@ TROUPE_INSPECT(reduce_gradients, x.step, x.buffers, x.scale, x.stamp, x.scatter)
 TROUPE_INSPECT(gather_parameters, x.step, x.buffers, x.stamp)
 TROUPE_INSPECT(parameters_gathered, x.step)
 TROUPE_INSPECT(gradients_reduced, x.step)
-TROUPE_INSPECT(gather_norms, x.step, x.values)
-TROUPE_INSPECT(norms_gathered, x.values)
+TROUPE_INSPECT(gather_values, x.step, x.values)
+TROUPE_INSPECT(values_gathered, x.values)
 TROUPE_INSPECT(collective_finished, x.token, x.failed, x.error)
 TROUPE_INSPECT(gradient_bucket, x.step, x.gradients, x.stamp)
 TROUPE_INSPECT(grad_norm_reply, x.partition, x.chunk_squared_norms)
@@ -504,8 +506,8 @@ CAF_ADD_TYPE_ID(troupe, (troupe::reduce_gradients))
 CAF_ADD_TYPE_ID(troupe, (troupe::gradients_reduced))
 CAF_ADD_TYPE_ID(troupe, (troupe::gather_parameters))
 CAF_ADD_TYPE_ID(troupe, (troupe::parameters_gathered))
-CAF_ADD_TYPE_ID(troupe, (troupe::gather_norms))
-CAF_ADD_TYPE_ID(troupe, (troupe::norms_gathered))
+CAF_ADD_TYPE_ID(troupe, (troupe::gather_values))
+CAF_ADD_TYPE_ID(troupe, (troupe::values_gathered))
 CAF_ADD_TYPE_ID(troupe, (troupe::collective_finished))
 CAF_ADD_TYPE_ID(troupe, (troupe::gradient_bucket))
 CAF_ADD_TYPE_ID(troupe, (troupe::grad_norm_reply))

@@ -49,13 +49,13 @@ using gate_actor =
                                  caf::reacts_to<handle_ready>>;
 
 // Comm actor (actors/comm_actor.hpp), one per communicator: gates → comm_dispatch; expert
-// shards → expert_output; trainer → reduce_gradients → gradients_reduced, gather_norms →
-// norms_gathered, gather_parameters → parameters_gathered; its communicator's progress thread →
+// shards → expert_output; trainer → reduce_gradients → gradients_reduced, gather_values →
+// values_gathered, gather_parameters → parameters_gathered; its communicator's progress thread →
 // collective_finished.
 using comm_actor =
     caf::typed_actor<caf::reacts_to<comm_dispatch>, caf::reacts_to<expert_output>,
                      caf::replies_to<reduce_gradients>::with<gradients_reduced>,
-                     caf::replies_to<gather_norms>::with<norms_gathered>,
+                     caf::replies_to<gather_values>::with<values_gathered>,
                      caf::replies_to<gather_parameters>::with<parameters_gathered>,
                      caf::reacts_to<collective_finished>, caf::reacts_to<handle_ready>>;
 

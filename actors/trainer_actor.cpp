@@ -12,7 +12,9 @@
 #include <nlohmann/json.hpp>
 
 #include "models/checkpoint.hpp"
+#include "models/checkpoint_dir.hpp"
 #include "models/optimizer_partition.hpp"
+#include "models/sharded_checkpoint.hpp"
 
 namespace troupe {
 namespace {
@@ -102,8 +104,8 @@ void group_chunk_sums(Self self, bool expert_group, std::vector<double> own, The
   for (const auto& r : st.links.gradient_reductions) {
     if (!r.partitioned || r.expert_group != expert_group) continue;
     own.resize(static_cast<std::size_t>(r.norm_chunks_per_rank), 0.0);
-    self->request(r.actor, caf::infinite, gather_norms{st.step + 1, std::move(own)})
-        .then([then](norms_gathered& gathered) { then(std::move(gathered.values)); },
+    self->request(r.actor, caf::infinite, gather_values{st.step + 1, std::move(own)})
+        .then([then](values_gathered& gathered) { then(std::move(gathered.values)); },
               [self](caf::error& err) { fail(self, err); });
     return;
   }
@@ -135,9 +137,9 @@ void global_squared_norm(Self self, std::vector<Reply>& replies, Then then) {
       }
       const double own = sum_in_order({dense});
       self->request(st.links.expert_norms, caf::infinite,
-                    gather_norms{st.step + 1, {sum_in_order({expert})}})
+                    gather_values{st.step + 1, {sum_in_order({expert})}})
           .then(
-              [own, then](norms_gathered& gathered) {
+              [own, then](values_gathered& gathered) {
                 double total = own;
                 for (double v : gathered.values) total += v;
                 then(total);
@@ -236,6 +238,39 @@ void log_eval(Self self, const EvalTotals& totals) {
   write_metrics(self, line);
 }
 
+// With several ranks: every rank's shard of this step is written once every rank has sent its
+// CRC-32 (an all-gather over the world); rank 0 then names them all in the manifest.
+void confirm_shard(Self self, const std::string& path, std::function<void()> then) {
+  auto& st = self->state;
+  if (!st.links.world) {
+    then();
+    return;
+  }
+  const double crc = static_cast<double>(std::stoul(checkpoint_crc(path), nullptr, 16));
+  self->request(st.links.world, caf::infinite, gather_values{st.step, {crc}})
+      .then(
+          [self, then](values_gathered& gathered) {
+            auto& st = self->state;
+            if (!st.opt.checkpoint_manifest_dir.empty()) {
+              std::vector<std::string> crcs;
+              for (double v : gathered.values)
+                crcs.push_back(fmt::format("{:08x}", static_cast<std::uint32_t>(v)));
+              try {
+                write_sharded_latest(st.opt.checkpoint_manifest_dir, checkpoint_file_name(st.step),
+                                     st.opt.run_id, crcs);
+              } catch (const std::exception& e) {
+                fail(self, caf::make_error(caf::sec::runtime_error,
+                                           std::string("checkpoint manifest failed: ") + e.what()));
+                return;
+              }
+              spdlog::info("checkpoint: step {}: all {} shards confirmed → {}/latest", st.step,
+                           crcs.size(), st.opt.checkpoint_manifest_dir);
+            }
+            then();
+          },
+          [self](caf::error& err) { fail(self, err); });
+}
+
 void checkpoint(Self self, std::function<void()> then) {
   auto& st = self->state;
   self->request(st.links.data, caf::infinite, get_position{})
@@ -253,19 +288,19 @@ void checkpoint(Self self, std::function<void()> then) {
                   }
                   CheckpointMeta meta{st.opt.run_id,  st.step,     position.epoch,
                                       position.index, st.opt.seed, st.model->name()};
+                  std::string path;
                   try {
-                    const auto path =
-                        save_checkpoint(st.opt.checkpoint_dir, meta, st.model->parameters(),
-                                        optimizer, st.opt.checkpoint_keep);
-                    spdlog::info("checkpoint: step {} → {}", st.step, path);
-                    st.last_checkpoint = path;
-                    st.last_checkpoint_step = st.step;
+                    path = save_checkpoint(st.opt.checkpoint_dir, meta, st.model->parameters(),
+                                           optimizer, st.opt.checkpoint_keep);
                   } catch (const std::exception& e) {
                     fail(self, caf::make_error(caf::sec::runtime_error,
                                                std::string("checkpoint failed: ") + e.what()));
                     return;
                   }
-                  then();
+                  spdlog::info("checkpoint: step {} → {}", st.step, path);
+                  st.last_checkpoint = path;
+                  st.last_checkpoint_step = st.step;
+                  confirm_shard(self, path, then);
                 });
           },
           [self](caf::error& err) { fail(self, err); });

@@ -43,6 +43,9 @@ struct TrainerOptions {
   std::int64_t checkpoint_interval = 0;  // steps; 0 = none
   std::int64_t checkpoint_keep = 0;      // newest checkpoints kept; 0 = all
   bool checkpoint_final = false;  // also one when the run ends (unless the last step had one)
+  // Rank 0 of a run of several ranks: the run's checkpoint directory, where it writes the
+  // manifest naming every rank's shard once all are confirmed (models/sharded_checkpoint.hpp).
+  std::string checkpoint_manifest_dir;
   // Polled at each step boundary (cheap, thread-safe); true ends the run there. Empty = never.
   std::function<bool()> stop_requested;
   std::uint64_t seed = 0;       // recorded in checkpoints
@@ -83,6 +86,10 @@ struct TrainerLinks {
   // By partition: whether it holds expert parameters (needed with expert_norms or a partitioned
   // reduction).
   std::vector<bool> expert_partitions;
+  // With several ranks: the world group's comm actor. Each rank's checkpoint is then a shard, and
+  // the ranks confirm theirs to one another (their CRCs, all-gathered) before rank 0 writes the
+  // manifest (TrainerOptions::checkpoint_manifest_dir). Null: one process.
+  comm_actor world;
 };
 
 trainer_actor spawn_trainer_actor(caf::actor_system& system, std::shared_ptr<Model> model,

@@ -180,6 +180,12 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
   };
   reduction(groups.non_expert, false, options.data_parallel, dense_shard, "comm.dp");
   reduction(groups.expert, true, options.expert_data_parallel, expert_shard, "comm.edp");
+  if (options.world && options.world->size() > 1) {
+    CommActorSpec spec;
+    spec.communicator = options.world;
+    world_comm_ = spawn_comm_actor(system_, std::move(spec), context("comm.world"));
+    keep(world_comm_);
+  }
 }
 
 std::vector<std::vector<TensorHandle>> ActorRuntime::gradient_buckets() const {
@@ -202,6 +208,7 @@ void ActorRuntime::shutdown() {
   partition_actors_.clear();
   pipeline_ = nullptr;
   comm_ = nullptr;
+  world_comm_ = nullptr;
   shards_.clear();
   reductions_.clear();
 }

@@ -51,6 +51,9 @@ struct RuntimeOptions {
   std::shared_ptr<Communicator> expert_parallel;
   std::shared_ptr<Communicator> data_parallel;
   std::shared_ptr<Communicator> expert_data_parallel;
+  // Every rank of the run (null or size 1: this process alone): its comm actor gathers the
+  // checkpoint shards' confirmations.
+  std::shared_ptr<Communicator> world;
 };
 
 // Splits `local_experts` into `shards` contiguous ranges of nearly equal size; throws
@@ -81,6 +84,9 @@ class ActorRuntime {
   comm_actor expert_norms() const { return expert_parallel_size_ > 1 ? comm_ : comm_actor(); }
   // By optimizer partition: whether it holds expert parameters.
   std::vector<bool> expert_partitions() const;
+  // The comm actor of the world group when the run has several ranks (TrainerLinks::world);
+  // null otherwise.
+  const comm_actor& world_comm() const { return world_comm_; }
   // The expert shard actors, layer by layer (tests hold them under the test coordinator).
   const std::vector<expert_shard_actor>& expert_shards() const { return shards_; }
   // Every actor the runtime spawned, whatever its interface: references that keep them alive, for
@@ -97,6 +103,7 @@ class ActorRuntime {
   std::vector<optimizer_partition_actor> partition_actors_;
   pipeline_actor pipeline_;
   comm_actor comm_;  // the expert-parallel group's comm actor (none without MoE layers)
+  comm_actor world_comm_;
   int expert_parallel_size_ = 1;
   std::vector<expert_shard_actor> shards_;
   std::vector<GradientReduction> reductions_;

@@ -20,6 +20,7 @@
 #include "models/checkpoint.hpp"
 #include "models/checkpoint_dir.hpp"
 #include "models/parameter_file.hpp"
+#include "models/sharded_checkpoint.hpp"
 #include "scheduler/actor_runtime.hpp"
 #include "tools/plot_command.hpp"
 #include "tools/rank_environment.hpp"
@@ -95,11 +96,6 @@ std::unique_ptr<RankWorld> connect_ranks(const RunConfig& config, const RankEnvi
   auto world = RankWorld::connect(options);
   spdlog::info("rank {}: connected: {}", rank.rank, world->world->describe());
   return world;
-}
-
-// DIR/rankR: where rank R keeps its checkpoints in a run of several ranks.
-std::string rank_dir(const std::string& dir, std::int64_t rank) {
-  return dir + "/rank" + std::to_string(rank);
 }
 
 int train(RunConfig config, const TrainCommand& command, const RankEnvironment& rank) {
@@ -186,6 +182,7 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
     ro.expert_parallel = world->expert_parallel;
     ro.data_parallel = world->data_parallel;
     ro.expert_data_parallel = world->expert_data_parallel;
+    ro.world = world->world;
   }
   ActorRuntime runtime(system, setup.model, ro);
 
@@ -198,17 +195,26 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
   data.prefetch = config.data.prefetch;
   data.data_parallel_rank = dp_rank;
   data.data_parallel_size = dp_size;
-  // Each rank keeps its own checkpoints (its experts; its copy of the rest).
+  // Each rank keeps its own checkpoints (its experts, its optimizer ranges; its copy of the rest)
+  // in DIR/rankR, and rank 0 the manifest in DIR (models/sharded_checkpoint.hpp).
+  const std::string run_checkpoint_dir = config.runtime.checkpoint.dir;
   if (multi_rank)
-    config.runtime.checkpoint.dir = rank_dir(config.runtime.checkpoint.dir, rank.rank);
+    config.runtime.checkpoint.dir = checkpoint_shard_dir(run_checkpoint_dir, rank.rank);
 
   TrainerOptions to;
-  // With several ranks `--resume DIR` names the run's checkpoint directory; each rank resumes
-  // from its own shard in DIR/rankR.
-  const std::string resume =
-      multi_rank && !command.resume.empty() ? rank_dir(command.resume, rank.rank) : command.resume;
+  // With several ranks `--resume DIR` names the run's checkpoint directory: every rank verifies
+  // every rank's shard of the step the manifest names (or falls back to the newest step whose
+  // shards are all intact), then loads its own.
+  std::string resume = command.resume;
+  std::vector<std::string> skipped_shards;
+  if (multi_rank && !resume.empty()) {
+    ShardedResume sharded = resolve_sharded_checkpoint(resume, rank.world_size);
+    resume = sharded.shard_paths.at(static_cast<std::size_t>(rank.rank));
+    skipped_shards = std::move(sharded.skipped);
+  }
   if (!resume.empty()) {
     LoadedCheckpoint ckpt = load_checkpoint(resume, model.parameters(), model.name());
+    ckpt.skipped.insert(ckpt.skipped.end(), skipped_shards.begin(), skipped_shards.end());
     for (const auto& skipped : ckpt.skipped)
       spdlog::warn("skipping a damaged checkpoint: {}", skipped);
     if (!ckpt.skipped.empty())
@@ -247,15 +253,19 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
   const bool checkpoints =
       config.runtime.checkpoint.interval > 0 || config.runtime.checkpoint.final;
   if (checkpoints) {
-    const auto& dir = config.runtime.checkpoint.dir;
-    const ClaimResult claim =
-        claim_checkpoint_dir(dir, to.run_id, !resume.empty(), command.overwrite_checkpoints);
-    if (!claim.removed_temporaries.empty())
-      spdlog::info("removed {} temporary file(s) of interrupted checkpoint writes from {}",
-                   claim.removed_temporaries.size(), dir);
-    if (!claim.removed_checkpoints.empty())
-      spdlog::warn("--overwrite_checkpoints: removed another run's checkpoint files from {}: {}",
-                   dir, fmt::join(claim.removed_checkpoints, ", "));
+    // Each rank claims its own directory; rank 0 also the run's, which holds the manifest.
+    std::vector<std::string> dirs{config.runtime.checkpoint.dir};
+    if (multi_rank && rank0) dirs.push_back(run_checkpoint_dir);
+    for (const auto& dir : dirs) {
+      const ClaimResult claim =
+          claim_checkpoint_dir(dir, to.run_id, !resume.empty(), command.overwrite_checkpoints);
+      if (!claim.removed_temporaries.empty())
+        spdlog::info("removed {} temporary file(s) of interrupted checkpoint writes from {}",
+                     claim.removed_temporaries.size(), dir);
+      if (!claim.removed_checkpoints.empty())
+        spdlog::warn("--overwrite_checkpoints: removed another run's checkpoint files from {}: {}",
+                     dir, fmt::join(claim.removed_checkpoints, ", "));
+    }
   }
   auto data_actor = spawn_data_actor(system, setup.train, setup.eval, data, {"data", recorder});
 
@@ -282,6 +292,7 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
   to.checkpoint_interval = config.runtime.checkpoint.interval;
   to.checkpoint_keep = config.runtime.checkpoint.keep;
   to.checkpoint_final = config.runtime.checkpoint.final;
+  if (multi_rank && rank0) to.checkpoint_manifest_dir = run_checkpoint_dir;
   install_stop_signal_handlers();
   to.stop_requested = [] { return stop_signal() != 0; };
   to.seed = config.runtime.seed;
@@ -305,7 +316,8 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
                      runtime.gradient_buckets(),
                      runtime.gradient_reductions(),
                      runtime.expert_norms(),
-                     runtime.expert_partitions()};
+                     runtime.expert_partitions(),
+                     runtime.world_comm()};
   auto trainer = spawn_trainer_actor(system, setup.model, to, links, {"trainer", recorder});
   spdlog::info(
       "training: {} steps of {} samples ({} rank(s) x {} micro-batches of {}), {} steps per "

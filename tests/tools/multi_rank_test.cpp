@@ -1,5 +1,6 @@
 // Multi-process training through the launcher on CPU ranks (UCX between processes): E (ep 4) and
-// E+D (world 4, ep 2) against the one-process reference that runs the same global batch as
+// E+D (world 4, ep 2) and E+D+Z (the same with ZeRO-1 over ranks, which must also equal stage 0
+// bit for bit) against the one-process reference that runs the same global batch as
 // world × gas micro-batches of the per-rank size, top-2 with noise, dropless and at capacity
 // factor 1.0; and two runs of one configuration bit for bit.
 //
@@ -15,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <thread>
@@ -22,7 +24,9 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include "models/checkpoint.hpp"
 #include "models/checkpoint_dir.hpp"
+#include "models/sharded_checkpoint.hpp"
 #include "test_util/temp_dir.hpp"
 #include "test_util/training_run.hpp"
 #include "test_util/troupe_process.hpp"
@@ -52,6 +56,9 @@ struct Layout {
   // use_data_before_expert_parallelism: expert-parallel groups strided ({0, 2}, {1, 3} for 4
   // ranks with ep 2) instead of consecutive.
   bool data_before_expert = false;
+  // ZeRO stage 1 over ranks: each group's optimizer state partitioned over its data-parallel
+  // (non-expert) or expert-data-parallel (expert) ranks, in 2 partitions per rank.
+  int zero_stage = 0;
 
   // Rank r's position in its expert-parallel group (comm/process_groups.hpp).
   int ep_rank(int r) const { return data_before_expert ? r / (world / ep_size) : r % ep_size; }
@@ -69,11 +76,11 @@ fs::path write_config(const fs::path& dir, const std::string& name, const fs::pa
   c.erase("gradient_accumulation_steps");
   // Active from the first step (the norm is about 0.16): the global norm crosses ranks.
   c["gradient_clipping"] = 0.05;
-  c["zero_optimization"] = {{"stage", 0}};
+  c["zero_optimization"] = {{"stage", layout.zero_stage}};
   c["data"]["path"] = data.string();
   c["runtime"].erase("epochs");
   c["runtime"]["train_steps"] = 5;
-  c["runtime"]["optimizer_partitions"] = 1;
+  c["runtime"]["optimizer_partitions"] = layout.zero_stage >= 1 ? 2 : 1;
   c["runtime"]["stage_replicas"] = 1;
   c["runtime"]["log_interval"] = 1;
   c["runtime"]["master_timeout"] = 20;
@@ -148,14 +155,37 @@ double largest_parameter_difference(const SafetensorsFile& reference, const Safe
   return worst;
 }
 
-// Step 1's gradient of every parameter, from Adam's first moment m = (1 − β1)·g: the flat buffer
-// of each group, cut along the group's parameters in checkpoint order.
-std::map<std::string, std::vector<float>> step1_gradients(const SafetensorsFile& file) {
+// One group's Adam first moment over its whole flat buffer, from the checkpoints of the ranks that
+// share the group (each holds the range that starts at its "optim_<group>_begin"; without ZeRO
+// over ranks, one file holds it all).
+std::vector<float> group_moment(const std::vector<const SafetensorsFile*>& shards, bool expert) {
+  const std::string group = expert ? "expert" : "non_expert";
+  std::vector<float> out;
+  std::size_t covered = 0;
+  for (const SafetensorsFile* shard : shards) {
+    const auto at = shard->metadata.find("optim_" + group + "_begin");
+    const std::size_t begin = at == shard->metadata.end() ? 0 : std::stoul(at->second);
+    for (const auto& [name, tensor] : shard->tensors) {
+      if (name != "optim/" + group + "/exp_avg") continue;
+      const auto part = tensor.to_vector();
+      if (out.size() < begin + part.size()) out.resize(begin + part.size());
+      std::copy(part.begin(), part.end(), out.begin() + static_cast<std::ptrdiff_t>(begin));
+      covered += part.size();
+    }
+  }
+  REQUIRE(covered == out.size());  // the ranks' ranges tile the group
+  return out;
+}
+
+// Step 1's gradient of every parameter, from Adam's first moment m = (1 − β1)·g: each group's
+// flat buffer, cut along the group's parameters in checkpoint order (those of `file`).
+std::map<std::string, std::vector<float>> step1_gradients(
+    const SafetensorsFile& file, const std::vector<const SafetensorsFile*>& non_expert_shards,
+    const std::vector<const SafetensorsFile*>& expert_shards) {
   std::map<std::string, std::vector<float>> out;
   std::map<bool, std::size_t> offset;
-  std::map<bool, std::vector<float>> moments{
-      {false, tensor_named(file, "optim/non_expert/exp_avg").to_vector()},
-      {true, tensor_named(file, "optim/expert/exp_avg").to_vector()}};
+  std::map<bool, std::vector<float>> moments{{false, group_moment(non_expert_shards, false)},
+                                             {true, group_moment(expert_shards, true)}};
   for (const auto& [name, value] : file.tensors) {
     if (name.rfind("optim/", 0) == 0) continue;
     const bool expert = is_expert(name);
@@ -169,11 +199,16 @@ std::map<std::string, std::vector<float>> step1_gradients(const SafetensorsFile&
 }
 
 // max |g_rank − g_reference| / (ε · max |g_reference|) over every parameter tensor.
+// `rank` is one rank's step-1 checkpoint, `non_expert` and `expert` those of the ranks sharing its
+// groups' optimizer state (itself alone without ZeRO over ranks).
 double largest_gradient_difference_in_eps(const SafetensorsFile& reference,
-                                          const SafetensorsFile& rank, int ep_rank, int ep_size) {
-  const auto want_all = step1_gradients(reference);
+                                          const SafetensorsFile& rank,
+                                          const std::vector<const SafetensorsFile*>& non_expert,
+                                          const std::vector<const SafetensorsFile*>& expert,
+                                          int ep_rank, int ep_size) {
+  const auto want_all = step1_gradients(reference, {&reference}, {&reference});
   double worst = 0.0;
-  for (const auto& [name, have] : step1_gradients(rank)) {
+  for (const auto& [name, have] : step1_gradients(rank, non_expert, expert)) {
     INFO("gradient of " << name);
     std::vector<float> want = want_all.at(name);
     if (is_expert(name)) {
@@ -225,13 +260,29 @@ void check_against_reference(const Layout& layout, bool twice = false) {
   const std::string log = run(ranks_config, layout.world, dir / "ranks.log");
   CHECK_THAT(log, Catch::Contains("rank 0 of " + std::to_string(layout.world)));
   const fs::path reference_dir = dir / "reference_ckpt";
+  std::vector<SafetensorsFile> step1;
+  for (int r = 0; r < layout.world; ++r)
+    step1.push_back(checkpoint_at(rank_dir(dir / "ranks_ckpt", r), 1));
   for (int r = 0; r < layout.world; ++r) {
     const int ep_rank = layout.ep_rank(r);
     const fs::path mine = rank_dir(dir / "ranks_ckpt", r);
+    // Under ZeRO over ranks the non-expert optimizer state is spread over every rank, the expert
+    // state over the ranks holding the same experts.
+    std::vector<const SafetensorsFile*> non_expert{&step1[static_cast<std::size_t>(r)]};
+    std::vector<const SafetensorsFile*> expert = non_expert;
+    if (layout.zero_stage >= 1) {
+      non_expert.clear();
+      expert.clear();
+      for (int q = 0; q < layout.world; ++q) {
+        non_expert.push_back(&step1[static_cast<std::size_t>(q)]);
+        if (layout.ep_rank(q) == ep_rank) expert.push_back(&step1[static_cast<std::size_t>(q)]);
+      }
+    }
     // Step 1's gradients: the same terms summed in another order (module comment), so a few ε
     // of the tensor's largest gradient; a wrong row, route, scale or noise draw is O(1) there.
     const double in_eps = largest_gradient_difference_in_eps(
-        checkpoint_at(reference_dir, 1), checkpoint_at(mine, 1), ep_rank, layout.ep_size);
+        checkpoint_at(reference_dir, 1), step1[static_cast<std::size_t>(r)], non_expert, expert,
+        ep_rank, layout.ep_size);
     INFO("rank " << r << ": step-1 gradients differ by at most " << in_eps
                  << " eps of each tensor's largest");
     CHECK(in_eps <= 16.0);
@@ -259,6 +310,25 @@ void check_against_reference(const Layout& layout, bool twice = false) {
     INFO("step " << i + 1 << ": grad_norm " << got[i] << " against " << want[i]);
     CHECK(got[i] > 0.05);  // so clipping acted
     CHECK(std::fabs(got[i] - want[i]) <= 1e-5 * want[i]);
+  }
+  if (layout.zero_stage >= 1) {
+    // ZeRO-1 changes where the optimizer runs, never a bit: the same layout at stage 0 ends with
+    // the same parameters on every rank.
+    Layout stage0 = layout;
+    stage0.zero_stage = 0;
+    run(write_config(dir, "stage0", dir / "data", stage0), layout.world, dir / "stage0.log");
+    for (int r = 0; r < layout.world; ++r) {
+      const SafetensorsFile x = checkpoint_at(rank_dir(dir / "ranks_ckpt", r), 5);
+      const SafetensorsFile y = checkpoint_at(rank_dir(dir / "stage0_ckpt", r), 5);
+      for (const auto& [name, tensor] : x.tensors) {
+        if (name.rfind("param/", 0) != 0) continue;
+        INFO("rank " << r << ", " << name);
+        const Tensor& other = tensor_named(y, name);
+        REQUIRE(other.nbytes() == tensor.nbytes());
+        CHECK(std::memcmp(other.raw_data(), tensor.raw_data(), tensor.nbytes()) == 0);
+      }
+    }
+    CHECK(norms(dir / "stage0.jsonl") == got);
   }
   if (twice) {
     const fs::path again_config = write_config(dir, "again", dir / "data", layout);
@@ -328,6 +398,16 @@ TEST_CASE("E+D: 4 ranks with ep 2 train like the one-process reference", "[multi
   }
   SECTION("use_data_before_expert_parallelism: strided expert-parallel groups") {
     check_against_reference({4, 2, false, true});
+  }
+}
+
+TEST_CASE("E+D+Z: 4 ranks with ep 2 and ZeRO-1 over ranks train like the reference and stage 0",
+          "[multi_rank]") {
+  SECTION("dropless, and a second run bit for bit") {
+    check_against_reference({4, 2, false, false, 1}, true);
+  }
+  SECTION("capacity factor 1.0") {
+    check_against_reference({4, 2, true, false, 1});
   }
 }
 
@@ -454,6 +534,40 @@ TEST_CASE("2 ranks stopped at step 3 and resumed reach step 5 bit for bit", "[mu
   const std::string second =
       run(halves, 2, dir / "second.log", {"--resume", (dir / "halves_ckpt").string()});
   CHECK_THAT(second, Catch::Contains("rank0/step_00000003.safetensors at step 3"));
+  for (int r = 0; r < 2; ++r)
+    check_bit_identical(rank_dir(dir / "whole_ckpt", r), rank_dir(dir / "halves_ckpt", r));
+  // Rank 0 named both ranks' shards of the last step once both were written.
+  const auto manifest = read_sharded_latest((dir / "halves_ckpt").string());
+  REQUIRE(manifest.has_value());
+  CHECK(manifest->name == checkpoint_file_name(5));
+  CHECK(manifest->run_id ==
+        test::latest_checkpoint(rank_dir(dir / "halves_ckpt", 1)).metadata.at("run_id"));
+  REQUIRE(manifest->shard_crcs.size() == 2);
+  for (int r = 0; r < 2; ++r)
+    CHECK(manifest->shard_crcs[static_cast<std::size_t>(r)] ==
+          checkpoint_crc((rank_dir(dir / "halves_ckpt", r) / checkpoint_file_name(5)).string()));
+}
+
+TEST_CASE("resuming 2 ranks verifies every shard: one damaged shard sends both back a step",
+          "[multi_rank]") {
+  const test::TempDir scratch("multi_rank_damaged");
+  const fs::path& dir = scratch.path;
+  test::write_tiny_fashion_mnist(dir / "data");
+  run(write_config(dir, "whole", dir / "data", {2, 2, false}), 2, dir / "whole.log");
+  const fs::path halves = write_config(dir, "halves", dir / "data", {2, 2, false});
+  run(halves, 2, dir / "first.log", {"--steps", "3"});
+  // Rank 1's newest shard loses a byte in the middle; rank 0's is intact, but alone it is useless.
+  const fs::path damaged = rank_dir(dir / "halves_ckpt", 1) / checkpoint_file_name(3);
+  {
+    std::fstream f(damaged, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(damaged) / 2));
+    f.put('\x5a');
+  }
+  const std::string second =
+      run(halves, 2, dir / "second.log", {"--resume", (dir / "halves_ckpt").string()});
+  CHECK_THAT(second, Catch::Contains("step_00000003.safetensors: rank 1"));
+  CHECK_THAT(second, Catch::Contains("rank0/step_00000002.safetensors at step 2"));
+  // Steps 3 to 5 again from step 2: the same bits as the uninterrupted run.
   for (int r = 0; r < 2; ++r)
     check_bit_identical(rank_dir(dir / "whole_ckpt", r), rank_dir(dir / "halves_ckpt", r));
 }
