@@ -29,8 +29,8 @@ constexpr KeyType kAny = KeyType::any;
 // Reasons shared by many rows.
 constexpr std::string_view kOneProcess =
     "one process has no collective to bucket, overlap or split; with more ranks troupe "
-    "all-reduces each gradient group's flat buffer in one collective (ZeRO stage 0), and every "
-    "element is summed in rank order whatever the buckets";
+    "all-reduces (ZeRO stage 0) or reduce-scatters (stage 1) each gradient group's flat buffer in "
+    "one collective, and every element is summed in rank order whatever the buckets";
 constexpr std::string_view kStage3 =
     "read by DeepSpeed only in ZeRO stage 3, which troupe refuses (not implemented yet)";
 constexpr std::string_view kZeroPP =
@@ -213,7 +213,9 @@ constexpr KeyRule kRules[] = {
     // ---- zero_optimization ----------------------------------------------------------------------
     {"zero_optimization", "stage", kInt, H, H, "",
      "0: one optimizer state per parameter group (runtime.optimizer_partitions must be 1); 1: "
-     "each group's state partitioned over runtime.optimizer_partitions actors; 2 and 3 are "
+     "each group's state partitioned over runtime.optimizer_partitions actors, and with several "
+     "ranks first over the group's ranks (non-expert: data-parallel, expert: "
+     "expert-data-parallel), gradients reduce-scattered and parameters all-gathered; 2 and 3 are "
      "refused as not implemented yet"},
     {"zero_optimization", "offload_optimizer", kObj, H, H, "",
      "section zero_optimization.offload_optimizer below"},
@@ -230,21 +232,24 @@ constexpr KeyRule kRules[] = {
      "not implemented yet)"},
     {"zero_optimization", "reduce_bucket_size", kInt, NO, NO, "",
      "elements per gradient-reduction bucket; one process has no collective to bucket, and with "
-     "more ranks troupe all-reduces each group's flat buffer in one collective, every element "
-     "summed in rank order whatever the buckets"},
+     "more ranks troupe all-reduces (stage 0) or reduce-scatters (stage 1) each group's flat "
+     "buffer in one collective, every element summed in rank order whatever the buckets"},
     {"zero_optimization", "allgather_bucket_size", kInt, NO, NO, "",
-     "elements per parameter all-gather bucket; read by DeepSpeed in ZeRO stages 1-2, which troupe "
-     "refuses with more than one rank (stage 0 gathers no parameters)"},
+     "elements per parameter all-gather bucket (ZeRO stages 1-2); troupe all-gathers each group's "
+     "flat buffer in one collective (one process and stage 0 gather nothing), the same values "
+     "whatever the buckets"},
     {"zero_optimization", "reduce_scatter", kBool, NO, NO, "",
-     "reduce-scatter instead of all-reduce to average gradients; read by DeepSpeed in ZeRO stages "
-     "1-2, which troupe refuses with more than one rank (stage 0 all-reduces)"},
+     "reduce-scatter instead of all-reduce to average gradients (ZeRO stages 1-2); troupe "
+     "reduce-scatters under stage 1 over ranks and all-reduces at stage 0, and both sum in rank "
+     "order, so a rank's gradients are the same bits either way"},
     {"zero_optimization", "allgather_partitions", kBool, NO, NO, "",
-     "all-gather instead of broadcasts to share updated parameters; read by DeepSpeed in ZeRO "
-     "stages 1-2, which troupe refuses with more than one rank"},
+     "all-gather instead of broadcasts to share updated parameters (ZeRO stages 1-2); troupe "
+     "all-gathers, and either way every rank receives the same values"},
     {"zero_optimization", "use_multi_rank_bucket_allreduce", kBool, NO, NO, "", kOneProcess},
     {"zero_optimization", "round_robin_gradients", kBool, NO, NO, "",
-     "spreads gradient copies to the CPU over the ranks under ZeRO stages 1-2 with offload; one "
-     "rank has nothing to spread, and troupe refuses those stages with more ranks"},
+     "spreads gradient copies to the CPU over the ranks under ZeRO stages 1-2 with offload; "
+     "troupe's gradients already live in host memory (runtime.device \"cpu\"), so there is no "
+     "copy to spread"},
     {"zero_optimization", "elastic_checkpoint", kBool, NO, NO, "",
      "checkpoints loadable at another partition count: troupe's always are (the optimizer "
      "state is stored per parameter group, whatever runtime.optimizer_partitions wrote it)"},
