@@ -43,6 +43,8 @@ struct TrainerState {
   // The next step's batches, requested while the optimizer ran (empty until they arrive).
   std::shared_ptr<std::optional<batches_reply>> prefetched;
   bool waiting_for_prefetch = false;
+  // A stop asked on any rank, agreed by all at a step boundary (agree_on_stop); sticky.
+  bool stop_agreed = false;
   std::string last_checkpoint;  // path of the newest checkpoint written
   std::int64_t last_checkpoint_step = -1;
 };
@@ -307,7 +309,38 @@ void checkpoint(Self self, std::function<void()> then) {
 }
 
 bool stop_requested(const TrainerState& st) {
-  return st.opt.stop_requested && st.opt.stop_requested();
+  return st.stop_agreed || (st.opt.stop_requested && st.opt.stop_requested());
+}
+
+// Calls `then(true)` when the run stops at this step boundary. A stop waits until the next step's
+// batches are not fetched yet: the checkpoint records the data position, which must not include
+// batches not trained on (prefetch_batches fetches no further once a stop is asked). With several
+// ranks all must stop after the same step, or the others would wait in the next step's
+// collectives: every rank's (stop asked, batches fetched ahead) is all-gathered over the world at
+// each boundary, a stop asked on any rank is agreed by all, and taken at the first boundary where
+// no rank has fetched ahead.
+template <class Then>
+void agree_on_stop(Self self, Then then) {
+  auto& st = self->state;
+  const bool asked = stop_requested(st);
+  const bool ahead = st.prefetched != nullptr;
+  if (!st.links.world) {
+    then(asked && !ahead);
+    return;
+  }
+  self->request(st.links.world, caf::infinite,
+                gather_values{st.step, {asked ? 1.0 : 0.0, ahead ? 1.0 : 0.0}})
+      .then(
+          [self, then](values_gathered& gathered) {
+            bool any_asked = false, any_ahead = false;
+            for (std::size_t i = 0; i + 1 < gathered.values.size(); i += 2) {
+              any_asked = any_asked || gathered.values[i] != 0.0;
+              any_ahead = any_ahead || gathered.values[i + 1] != 0.0;
+            }
+            if (any_asked) self->state.stop_agreed = true;
+            then(any_asked && !any_ahead);
+          },
+          [self](caf::error& err) { fail(self, err); });
 }
 
 // The run's final checkpoint (checkpoint_final; skipped when this step already has one), then
@@ -365,13 +398,15 @@ void after_step(Self self) {
     auto& st = self->state;
     if (st.step >= st.opt.total_steps) {
       final_checkpoint(self, [self] { finish(self); });
-    } else if (stop_requested(st) && !st.prefetched) {
-      // (With the next step's batches already fetched, the data position is past them: that step
-      // runs first, and prefetch_batches fetches no further, so the checkpoint resumes exactly.)
-      final_checkpoint(self, [self] { stop(self); });
-    } else {
-      train_step(self);
+      return;
     }
+    agree_on_stop(self, [self](bool stop_now) {
+      if (stop_now) {
+        final_checkpoint(self, [self] { stop(self); });
+      } else {
+        train_step(self);
+      }
+    });
   };
   auto maybe_checkpoint = [self, next] {
     auto& st = self->state;

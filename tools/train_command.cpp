@@ -2,6 +2,7 @@
 #include "tools/train_command.hpp"
 
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -335,12 +336,17 @@ int train(RunConfig config, const TrainCommand& command, const RankEnvironment& 
           [&](const training_summary& s) {
             checkpoint = s.checkpoint;
             if (s.stopped) {
+              // A rank may stop without a signal of its own: the ranks agree to stop together
+              // when any of them is interrupted. It exits as if interrupted by SIGINT.
               const int signal = stop_signal();
-              spdlog::warn("interrupted by {} after step {} of {}{}", strsignal(signal), s.steps,
-                           total_steps,
+              spdlog::warn("{} after step {} of {}{}",
+                           signal != 0 ? fmt::format("interrupted by {}", strsignal(signal))
+                                       : std::string("stopped with the other ranks (another rank "
+                                                     "was interrupted)"),
+                           s.steps, total_steps,
                            checkpoint.empty() ? " (no checkpoint: checkpoints are off)"
                                               : "; --resume continues it");
-              exit_code = 128 + signal;
+              exit_code = 128 + (signal != 0 ? signal : SIGINT);
             } else if (!rank0) {
               // Rank 0 prints the results.
             } else if (setup.language_model) {

@@ -442,6 +442,49 @@ TEST_CASE("a rank killed mid-run without a launcher: the other exits non-zero, n
   }
 }
 
+TEST_CASE("a stop asked on one rank stops every rank after the same step, with one checkpoint",
+          "[multi_rank]") {
+  // Only rank 1 gets SIGINT (as when a scheduler signals one task first): rank 0 must not go on
+  // into the next step's collectives, which rank 1 would never join.
+  const test::TempDir scratch("multi_rank_stop");
+  const fs::path config = write_long_config(scratch.path);
+  {
+    std::ifstream in(config);
+    nlohmann::json c = nlohmann::json::parse(in);
+    c["runtime"]["checkpoint"] = {
+        {"dir", (scratch.path / "ckpt").string()}, {"interval", 0}, {"final", true}};
+    std::ofstream(config) << c.dump(2);
+  }
+  const std::string port = std::to_string(free_port());
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 2; ++r)
+    ranks.push_back(test::spawn_command(
+        {TROUPE_BINARY, "train", config.string()},
+        scratch.path / ("rank" + std::to_string(r) + ".log"), "",
+        {"RANK=" + std::to_string(r), "WORLD_SIZE=2", "LOCAL_RANK=" + std::to_string(r),
+         "LOCAL_WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port}));
+  wait_for_text(scratch.path / "rank0.log", "step 3/");
+  ::kill(ranks[1], SIGINT);
+  for (int r = 0; r < 2; ++r) {
+    const int status = wait_at_most(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(30));
+    INFO("rank " << r << ":\n"
+                 << test::read_text(scratch.path / ("rank" + std::to_string(r) + ".log")));
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 128 + SIGINT);
+  }
+  CHECK_THAT(test::read_text(scratch.path / "rank1.log"), Catch::Contains("interrupted by"));
+  CHECK_THAT(test::read_text(scratch.path / "rank0.log"),
+             Catch::Contains("stopped with the other ranks"));
+  // Both ranks' final shards are of the same step, and rank 0 named them in the manifest.
+  const auto manifest = read_sharded_latest((scratch.path / "ckpt").string());
+  REQUIRE(manifest.has_value());
+  for (int r = 0; r < 2; ++r) {
+    const auto own = read_latest(rank_dir(scratch.path / "ckpt", r).string());
+    REQUIRE(own.has_value());
+    CHECK(own->name == manifest->name);
+  }
+}
+
 TEST_CASE("a rank killed mid-run under the launcher: the launcher stops the others and names it",
           "[multi_rank]") {
   const test::TempDir scratch("multi_rank_launch_kill");
