@@ -267,6 +267,16 @@ VerifiedFile read_verified(const std::string& dir_or_file, std::vector<std::stri
     throw std::runtime_error(
         "no checkpoint at " + dir_or_file +
         ": give a checkpoint directory (with a 'latest' file) or a .safetensors file");
+  if (fs::is_directory(dir_or_file) && list_checkpoint_files(dir_or_file).empty() &&
+      fs::is_directory(fs::path(dir_or_file) / "rank0"))
+    throw std::runtime_error(
+        dir_or_file +
+        " holds a checkpoint of several ranks (one shard per rank in rank0/, rank1/, ...): resume "
+        "it with the same number of ranks (tools/troupe-launch --nproc_per_node N), or give one "
+        "rank's shard, " +
+        (fs::path(dir_or_file) / "rank0").string() +
+        " (the whole model when ep_size is 1; with a larger ep_size a shard holds only its "
+        "rank's experts)");
   return fs::is_directory(dir_or_file) ? read_newest_intact(dir_or_file, skipped)
                                        : read_intact(dir_or_file, "");
 }

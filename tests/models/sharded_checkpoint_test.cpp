@@ -180,3 +180,16 @@ TEST_CASE("without a manifest, the newest step whose shards are all intact is re
   CHECK_THAT(resume.skipped[0], Catch::Contains("step_00000004.safetensors: rank 1: ") &&
                                     Catch::Contains("is missing"));
 }
+
+TEST_CASE("a sharded directory given where one checkpoint is expected says how to use it") {
+  const test::TempDir scratch("sharded_as_one");
+  save_sharded_steps(scratch.path, kRun, 1, 1);
+  CHECK_THROWS_WITH(read_checkpoint_parameters(scratch.path.string()),
+                    Catch::Contains("holds a checkpoint of several ranks") &&
+                        Catch::Contains("--nproc_per_node") &&
+                        Catch::Contains((scratch.path / "rank0").string()));
+  // One rank's shard is an ordinary checkpoint directory.
+  const CheckpointParameters shard0 =
+      read_checkpoint_parameters(checkpoint_shard_dir(scratch.path.string(), 0));
+  CHECK(shard0.meta.step == 1);
+}
