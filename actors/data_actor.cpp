@@ -3,6 +3,7 @@
 
 #include <deque>
 
+#include <spdlog/spdlog.h>
 #include <caf/all.hpp>
 
 namespace troupe {
@@ -18,13 +19,14 @@ struct Prepared {
 
 struct DataState {
   std::unique_ptr<Batcher> train;
-  std::unique_ptr<Batcher> eval;
+  std::unique_ptr<EvalShard> eval;
   DataActorOptions options;
   ActorContext ctx;
   std::deque<Prepared> ready;  // prefetched training batches, oldest first
 };
 
-batch_data draw(Batcher& batcher, const ActorContext& ctx) {
+template <class Source>
+batch_data draw(Source& batcher, const ActorContext& ctx) {
   auto span = ctx.span("load_batch", "data");
   Tensor inputs, targets;
   batcher.next(inputs, targets);
@@ -54,11 +56,6 @@ data_actor::behavior_type data_behavior(data_actor::stateful_pointer<DataState> 
   auto& st = self->state;
   st.train = std::make_unique<Batcher>(std::move(train), options.train);
   st.train->seek(options.start);
-  BatcherOptions eval_options;
-  eval_options.batch_size = options.eval_batch_size;
-  eval_options.shuffle = false;
-  eval_options.drop_last = false;
-  st.eval = std::make_unique<Batcher>(std::move(eval), eval_options);
   st.options = options;
   st.ctx = std::move(ctx);
   if (options.data_parallel_size < 1 || options.data_parallel_rank < 0 ||
@@ -66,6 +63,11 @@ data_actor::behavior_type data_behavior(data_actor::stateful_pointer<DataState> 
     throw std::invalid_argument("data actor: data-parallel rank " +
                                 std::to_string(options.data_parallel_rank) + " of " +
                                 std::to_string(options.data_parallel_size) + " is not a rank");
+  st.eval = std::make_unique<EvalShard>(std::move(eval), options.eval_batch_size,
+                                        options.data_parallel_rank, options.data_parallel_size);
+  if (st.eval->sharded())
+    spdlog::info("evaluation sharded over {} ranks: {} batches of up to {} samples each",
+                 options.data_parallel_size, st.eval->batches().size(), options.eval_batch_size);
   return {
       [self](const next_batches& request) -> caf::result<batches_reply> {
         auto& st = self->state;
@@ -75,11 +77,11 @@ data_actor::behavior_type data_behavior(data_actor::stateful_pointer<DataState> 
               "next_batches: count = " + std::to_string(request.count) + ", must be >= 1");
         batches_reply reply;
         if (request.evaluation) {
-          const auto epoch = st.eval->position().epoch;
           while (static_cast<std::int64_t>(reply.batches.size()) < request.count &&
-                 st.eval->position().epoch == epoch)
+                 !st.eval->finished())
             reply.batches.push_back(draw(*st.eval, st.ctx));
-          reply.epoch_finished = st.eval->position().epoch != epoch;
+          reply.epoch_finished = st.eval->finished();
+          reply.eval_shards = st.eval->sharded() ? st.options.data_parallel_size : 1;
           return reply;
         }
         for (std::int64_t i = 0; i < request.count; ++i) {
@@ -99,9 +101,7 @@ data_actor::behavior_type data_behavior(data_actor::stateful_pointer<DataState> 
         auto& st = self->state;
         while (static_cast<std::int64_t>(st.ready.size()) < count * steps) draw_step(st, count);
       },
-      [self](rewind_eval) {
-        self->state.eval->seek(BatcherPosition{0, 0});
-      },
+      [self](rewind_eval) { self->state.eval->rewind(); },
       [self](get_position) {
         auto& st = self->state;
         const BatcherPosition p =

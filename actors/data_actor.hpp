@@ -15,6 +15,7 @@
 #include "actors/protocols.hpp"
 #include "data/batcher.hpp"
 #include "data/dataset.hpp"
+#include "data/eval_shard.hpp"
 
 namespace troupe {
 
@@ -26,7 +27,8 @@ struct DataActorOptions {
   // Data parallelism: a step's global batch is data_parallel_size × count micro-batches read in
   // order, and rank r takes micro-batches [r·count, (r + 1)·count) of it, skipping the others
   // unread. Positions (get_position, set_position) are those of a step's start, the same on
-  // every rank. Evaluation is not sharded: every rank streams the whole split.
+  // every rank. Evaluation is sharded over the same ranks (data/eval_shard.hpp): each evaluates
+  // its shard, in as many batches as every other rank.
   std::int64_t data_parallel_rank = 0;
   std::int64_t data_parallel_size = 1;
 };

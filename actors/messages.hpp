@@ -219,6 +219,9 @@ struct batches_reply {
   std::vector<batch_data> batches;
   std::int64_t epoch = 0;       // epoch of the last batch handed out
   bool epoch_finished = false;  // evaluation: the split is exhausted
+  // Evaluation: how many data-parallel ranks share the split (each evaluating its shard, so the
+  // totals are their sum); 1: this rank evaluates all of it (data/eval_shard.hpp).
+  std::int64_t eval_shards = 1;
 };
 // Trainer → data actor: restart the evaluation split from its beginning.
 struct rewind_eval {};
@@ -434,7 +437,7 @@ TROUPE_INSPECT(run_step, x.step, x.training, x.micro_batches)
 TROUPE_INSPECT(step_result, x.step, x.loss, x.loss_sum, x.l_aux, x.correct, x.count, x.exp_counts,
                x.dropped)
 TROUPE_INSPECT(next_batches, x.count, x.evaluation)
-TROUPE_INSPECT(batches_reply, x.batches, x.epoch, x.epoch_finished)
+TROUPE_INSPECT(batches_reply, x.batches, x.epoch, x.epoch_finished, x.eval_shards)
 TROUPE_INSPECT(data_position, x.epoch, x.index)
 TROUPE_INSPECT(set_position, x.position)
 TROUPE_INSPECT(reduce_gradients, x.step, x.buffers, x.scale, x.stamp, x.scatter)

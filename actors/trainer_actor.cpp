@@ -177,19 +177,53 @@ void train_step(Self self);
 void run_training_step(Self self, batches_reply reply);
 void optimize_reduced(Self self, step_result result);
 
-// Streams the evaluation split through the scheduler; `max_batches` = 0 means the whole split.
+// Calls `done` with the evaluation's totals: this rank's, or when the data-parallel ranks shared
+// the split, the sum of every rank's (all-gathered over the world, added in rank order, so every
+// rank reports the same numbers).
+void eval_totals(Self self, const EvalTotals& own, std::int64_t shards,
+                 std::function<void(const EvalTotals&)> done) {
+  auto& st = self->state;
+  if (shards <= 1 || !st.links.world) {
+    done(own);
+    return;
+  }
+  self->request(st.links.world, caf::infinite,
+                gather_values{st.step,
+                              {own.loss_sum, static_cast<double>(own.correct),
+                               static_cast<double>(own.count), static_cast<double>(own.batches)}})
+      .then(
+          [done](values_gathered& gathered) {
+            EvalTotals sum;
+            for (std::size_t i = 0; i + 3 < gathered.values.size(); i += 4) {
+              sum.loss_sum += gathered.values[i];
+              sum.correct += static_cast<std::int64_t>(gathered.values[i + 1]);
+              sum.count += static_cast<std::int64_t>(gathered.values[i + 2]);
+              sum.batches += static_cast<std::int64_t>(gathered.values[i + 3]);
+            }
+            done(sum);
+          },
+          [self](caf::error& err) { fail(self, err); });
+}
+
+// Streams the evaluation split (this rank's shard of it) through the scheduler; `max_batches` = 0
+// means the whole split, else at most that many batches per rank.
 void evaluate(Self self, std::int64_t max_batches, std::function<void(const EvalTotals&)> done) {
   auto totals = std::make_shared<EvalTotals>();
+  auto shards = std::make_shared<std::int64_t>(1);
   auto next = std::make_shared<std::function<void()>>();
-  *next = [self, totals, done, next, max_batches] {
+  auto finished = [self, totals, shards, done, next] {
+    *next = nullptr;  // break the self-reference
+    eval_totals(self, *totals, *shards, done);
+  };
+  *next = [self, totals, shards, finished, next, max_batches] {
     auto& st = self->state;
     self->request(st.links.data, caf::infinite, next_batches{st.opt.eval_micro_batches, true})
         .then(
-            [self, totals, done, next, max_batches](batches_reply& reply) {
+            [self, totals, shards, finished, next, max_batches](batches_reply& reply) {
               auto& st = self->state;
+              *shards = reply.eval_shards;
               if (reply.batches.empty()) {
-                done(*totals);
-                *next = nullptr;  // break the self-reference
+                finished();
                 return;
               }
               const bool last = reply.epoch_finished;
@@ -197,14 +231,13 @@ void evaluate(Self self, std::int64_t max_batches, std::function<void(const Eval
               self->request(st.links.scheduler, caf::infinite,
                             run_step{st.step, false, std::move(reply.batches)})
                   .then(
-                      [self, totals, done, next, last, max_batches](step_result& result) {
+                      [totals, finished, next, last, max_batches](step_result& result) {
                         totals->loss_sum += result.loss_sum;
                         totals->correct += result.correct;
                         totals->count += result.count;
                         const bool enough = max_batches > 0 && totals->batches >= max_batches;
                         if (last || enough) {
-                          done(*totals);
-                          *next = nullptr;
+                          finished();
                         } else {
                           (*next)();
                         }

@@ -311,6 +311,31 @@ void check_against_reference(const Layout& layout, bool twice = false) {
     CHECK(got[i] > 0.05);  // so clipping acted
     CHECK(std::fabs(got[i] - want[i]) <= 1e-5 * want[i]);
   }
+  // The final evaluation: each rank evaluated its shard of the split, and rank 0 reports the
+  // totals over all of them. Dropless, they match the reference's up to the parameters' rounding;
+  // at a capacity, which tokens an expert drops depends on the batch, and the shards are other
+  // batches than the reference's.
+  const auto final_eval = [](const fs::path& metrics) {
+    nlohmann::json last;
+    std::ifstream in(metrics);
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line);
+      if (j["type"] == "eval") last = j;
+    }
+    REQUIRE_FALSE(last.is_null());
+    return last;
+  };
+  const auto want_eval = final_eval(dir / "reference.jsonl");
+  const auto got_eval = final_eval(dir / "ranks.jsonl");
+  const auto count = want_eval["count"].get<std::int64_t>();
+  CHECK(got_eval["count"].get<std::int64_t>() == count);
+  if (!layout.drop_tokens) {
+    CHECK(std::fabs(got_eval["accuracy"].get<double>() - want_eval["accuracy"].get<double>()) <=
+          1.0 / static_cast<double>(count) + 1e-12);
+    CHECK(std::fabs(got_eval["loss"].get<double>() - want_eval["loss"].get<double>()) <=
+          1e-4 * std::fabs(want_eval["loss"].get<double>()));
+  }
+  CHECK_THAT(log, Catch::Contains("evaluation sharded over " + std::to_string(layout.world)));
   if (layout.zero_stage >= 1) {
     // ZeRO-1 changes where the optimizer runs, never a bit: the same layout at stage 0 ends with
     // the same parameters on every rank.
