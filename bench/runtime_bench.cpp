@@ -15,6 +15,7 @@
 //   - the actors run on 2 CAF workers (sharing policy), 1 BLAS thread each, driven step by step by
 //     an actor (run_step, then one optimizer_step round trip to the partitions), as the trainer
 //     does;
+//   - each timed run starts after a pause in which the threads of the run before go idle;
 //   - messages per step come from one traced run; µs per hop from a ping-pong between two actors
 //     on the same system.
 //
@@ -32,6 +33,7 @@
 #include <filesystem>
 #include <random>
 #include <string>
+#include <thread>
 
 #include <caf/all.hpp>
 
@@ -268,6 +270,15 @@ double microseconds_per_hop() {
   return seconds * 1e6 / (2.0 * kRoundTrips);
 }
 
+// Waits until the threads of the run before have gone idle: after its last GEMM an OpenBLAS
+// thread spins (sched_yield) for about 0.1 s more, and a run that starts meanwhile shares a core
+// with it. Measured with perf: the actor run that follows the 2-thread sequential run had that
+// thread busy for its first 150 ms, and took 5.1–5.2 ms/step instead of 4.0–4.2 after this pause.
+// Called before every timed run, whichever executor.
+void settle() {
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -336,8 +347,11 @@ int main(int argc, char** argv) {
     std::vector<double> seq, seq1, act;
     for (std::int64_t r = 0; r < opt.runs; ++r) {
       std::vector<Tensor> ignored, params;
+      settle();
       seq1.push_back(run_sequential(data, opt.warmup, reference, 1));
+      settle();
       seq.push_back(run_sequential(data, opt.warmup, ignored, 2));
+      settle();
       act.push_back(run_actors(data, config, opt.warmup, params));
       if (!identical(reference, params)) {
         std::fprintf(stderr, "%lldx%lld depth %lld: parameters differ from the sequential run\n",
