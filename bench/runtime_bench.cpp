@@ -301,9 +301,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Config> configs{{2, 32, 2, 1}, {2, 32, 2, 2}, {4, 16, 2, 2}, {4, 16, 4, 2}};
-  if (opt.config >= static_cast<std::int64_t>(configs.size())) {
-    std::fprintf(stderr, "--config = %lld, allowed 0..%zu\n", static_cast<long long>(opt.config),
-                 configs.size() - 1);
+  if (opt.config < -1 || opt.config >= static_cast<std::int64_t>(configs.size())) {
+    std::fprintf(stderr, "--config = %lld, allowed -1 (all) or 0..%zu\n",
+                 static_cast<long long>(opt.config), configs.size() - 1);
     return 2;
   }
   if (opt.config >= 0) configs = {configs[static_cast<std::size_t>(opt.config)]};
