@@ -15,10 +15,16 @@
 //   - the actors run on 2 CAF workers (sharing policy), 1 BLAS thread each, driven step by step by
 //     an actor (run_step, then one optimizer_step round trip to the partitions), as the trainer
 //     does;
+//   - each timed run starts after a pause in which the threads of the run before go idle;
 //   - messages per step come from one traced run; µs per hop from a ping-pong between two actors
 //     on the same system.
 //
-//   troupe_bench_runtime [--steps 30] [--warmup 3] [--runs 5]
+// `--only actors|sequential` runs one executor alone and `--config i` one configuration, without
+// the check or the table, so that a profiler sees only that executor's work; `--trace FILE` then
+// also writes the Chrome trace of one more actor run (for `troupe trace summarize`).
+//
+//   troupe_bench_runtime [--steps 30] [--warmup 3] [--runs 5] [--only E] [--config i]
+//                        [--trace FILE]
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -26,6 +32,8 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <string>
+#include <thread>
 
 #include <caf/all.hpp>
 
@@ -46,6 +54,9 @@ struct Options {
   std::int64_t steps = 30;
   std::int64_t warmup = 3;
   std::int64_t runs = 5;
+  std::string only;  // "", "actors" or "sequential": time one executor alone (for profiling)
+  std::int64_t config = -1;  // index into the configurations, -1 = all
+  std::string trace;         // with --only actors: also write one traced run's Chrome trace here
 };
 
 struct Config {
@@ -259,6 +270,15 @@ double microseconds_per_hop() {
   return seconds * 1e6 / (2.0 * kRoundTrips);
 }
 
+// Waits until the threads of the run before have gone idle: after its last GEMM an OpenBLAS
+// thread spins (sched_yield) for about 0.1 s more, and a run that starts meanwhile shares a core
+// with it. Measured with perf: the actor run that follows the 2-thread sequential run had that
+// thread busy for its first 150 ms, and took 5.1–5.2 ms/step instead of 4.0–4.2 after this pause.
+// Called before every timed run, whichever executor.
+void settle() {
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -274,9 +294,42 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--runs", opt.runs, "Runs per executor (the median is reported)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--only", opt.only, "Time one executor alone, for profiling")
+      ->check(CLI::IsMember({"actors", "sequential"}));
+  app.add_option("--config", opt.config, "Run only this configuration (0-based index)");
+  app.add_option("--trace", opt.trace, "With --only actors: write one traced run's Chrome trace");
   CLI11_PARSE(app, argc, argv);
 
-  const std::vector<Config> configs{{2, 32, 2, 1}, {2, 32, 2, 2}, {4, 16, 2, 2}, {4, 16, 4, 2}};
+  std::vector<Config> configs{{2, 32, 2, 1}, {2, 32, 2, 2}, {4, 16, 2, 2}, {4, 16, 4, 2}};
+  if (opt.config < -1 || opt.config >= static_cast<std::int64_t>(configs.size())) {
+    std::fprintf(stderr, "--config = %lld, allowed -1 (all) or 0..%zu\n",
+                 static_cast<long long>(opt.config), configs.size() - 1);
+    return 2;
+  }
+  if (opt.config >= 0) configs = {configs[static_cast<std::size_t>(opt.config)]};
+  if (!opt.only.empty()) {
+    for (const auto& config : configs) {
+      const auto data = make_data(config, opt.warmup + opt.steps);
+      std::vector<double> times;
+      for (std::int64_t r = 0; r < opt.runs; ++r) {
+        std::vector<Tensor> params;
+        times.push_back(opt.only == "actors" ? run_actors(data, config, opt.warmup, params)
+                                             : run_sequential(data, opt.warmup, params, 2));
+      }
+      std::printf("%lld x %lld depth %lld replicas %lld: %s %.3f ms/step\n",
+                  static_cast<long long>(config.micro_batches),
+                  static_cast<long long>(config.micro_batch_size),
+                  static_cast<long long>(config.depth), static_cast<long long>(config.replicas),
+                  opt.only.c_str(), median(times) * 1e3 / static_cast<double>(opt.steps));
+      if (opt.only == "actors" && !opt.trace.empty()) {
+        auto recorder = std::make_shared<TraceRecorder>("runtime_bench");
+        std::vector<Tensor> params;
+        run_actors(data, config, opt.warmup, params, recorder);
+        recorder->write_chrome_trace(opt.trace);
+      }
+    }
+    return 0;
+  }
   const double hop_us = microseconds_per_hop();
   std::printf(
       "%lld timed steps after %lld warm-up steps, median of %lld runs; one hop (CAF "
@@ -294,8 +347,11 @@ int main(int argc, char** argv) {
     std::vector<double> seq, seq1, act;
     for (std::int64_t r = 0; r < opt.runs; ++r) {
       std::vector<Tensor> ignored, params;
+      settle();
       seq1.push_back(run_sequential(data, opt.warmup, reference, 1));
+      settle();
       seq.push_back(run_sequential(data, opt.warmup, ignored, 2));
+      settle();
       act.push_back(run_actors(data, config, opt.warmup, params));
       if (!identical(reference, params)) {
         std::fprintf(stderr, "%lldx%lld depth %lld: parameters differ from the sequential run\n",

@@ -66,8 +66,13 @@ void relu_forward(const float* x, float* y, std::int64_t n, int threads) {
   for_each_element(n, threads, [=](std::int64_t i) { y[i] = x[i] > 0.0f ? x[i] : 0.0f; });
 }
 
+// dy[i] is read whatever the sign: a load under the condition keeps the compiler from turning the
+// select into vector blends, and the branch it leaves is mispredicted on half the elements.
 void relu_backward(const float* x, const float* dy, float* dx, std::int64_t n, int threads) {
-  for_each_element(n, threads, [=](std::int64_t i) { dx[i] = x[i] > 0.0f ? dy[i] : 0.0f; });
+  for_each_element(n, threads, [=](std::int64_t i) {
+    const float g = dy[i];
+    dx[i] = x[i] > 0.0f ? g : 0.0f;
+  });
 }
 
 // 0.5·v·(1 + tanh u) = v / (1 + e^{−2u}).

