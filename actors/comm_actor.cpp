@@ -1,6 +1,7 @@
 // Comm actor (see comm_actor.hpp).
 #include "actors/comm_actor.hpp"
 
+#include <array>
 #include <cstring>
 #include <map>
 #include <tuple>
@@ -73,7 +74,13 @@ struct CommState {
   std::uint64_t next_group_collective = 0;
   std::map<std::uint64_t, GroupCollective> group_collectives;
 
-  bool round_open() const { return next < schedule.size(); }
+  // In one process: each phase's slots (indices into `schedule`) and the next of each to issue.
+  std::array<std::vector<std::size_t>, 4> phase_slots;
+  std::array<std::size_t, 4> phase_next{};
+  std::size_t issued = 0;  // slots of the round issued so far
+
+  bool round_open() const { return issued < schedule.size(); }
+  bool in_schedule_order() const { return between_ranks() || spec.schedule_order; }
   bool between_ranks() const { return spec.communicator->size() > 1; }
 };
 
@@ -265,23 +272,41 @@ void issue_combine(Self self, const CollectiveSlot& slot, Request& r) {
                 [answer](Tensor returned) { answer(TensorHandle(returned)); });
 }
 
-// Issues every collective whose turn has come and whose request is complete.
+// Issues `slot` if its request is complete; returns whether it did.
+bool issue_if_complete(Self self, const CollectiveSlot& slot) {
+  auto& st = self->state;
+  auto node = st.requests.find(key_of(slot.micro_batch, slot.layer, slot.phase));
+  if (node == st.requests.end() || !node->second.complete) return false;
+  Request r = std::move(node->second);
+  st.requests.erase(node);
+  ++st.issued;
+  if (st.observer) st.observer(slot);
+  if (slot.phase == CollectivePhase::dispatch_forward ||
+      slot.phase == CollectivePhase::dispatch_backward) {
+    issue_dispatch(self, slot, r);
+  } else {
+    issue_combine(self, slot, r);
+  }
+  return true;
+}
+
+// Issues every collective whose turn has come and whose request is complete. Between ranks the
+// turn is the schedule's, slot after slot: every rank must issue the same collectives in the same
+// order. In one process nothing crosses a rank, so a slot waits only for the earlier slots of its
+// own phase: each phase's slots keep the schedule's (micro-batch) order, which is all the stages
+// downstream need (backward passes in micro-batch order), but a micro-batch's forward combine no
+// longer waits for the next micro-batch's forward dispatch.
 void pump(Self self) {
   auto& st = self->state;
-  while (st.round_open() && !st.counts_in_flight) {
-    const CollectiveSlot slot = st.schedule[st.next];
-    auto node = st.requests.find(key_of(slot.micro_batch, slot.layer, slot.phase));
-    if (node == st.requests.end() || !node->second.complete) return;
-    Request r = std::move(node->second);
-    st.requests.erase(node);
-    ++st.next;
-    if (st.observer) st.observer(slot);
-    if (slot.phase == CollectivePhase::dispatch_forward ||
-        slot.phase == CollectivePhase::dispatch_backward) {
-      issue_dispatch(self, slot, r);
-    } else {
-      issue_combine(self, slot, r);
-    }
+  if (st.in_schedule_order()) {
+    while (st.round_open() && !st.counts_in_flight && issue_if_complete(self, st.schedule[st.next]))
+      ++st.next;
+    return;
+  }
+  for (std::size_t p = 0; p < st.phase_slots.size(); ++p) {
+    const auto& slots = st.phase_slots[p];
+    auto& next = st.phase_next[p];
+    while (next < slots.size() && issue_if_complete(self, st.schedule[slots[next]])) ++next;
   }
 }
 
@@ -475,6 +500,11 @@ comm_actor::behavior_type comm_behavior(Self self, CommActorSpec spec, ActorCont
               collective_schedule({msg.micro_batches, st.spec.pipeline_depth,
                                    static_cast<std::int64_t>(st.spec.layers.size()), msg.training});
           st.next = 0;
+          st.issued = 0;
+          for (auto& slots : st.phase_slots) slots.clear();
+          st.phase_next.fill(0);
+          for (std::size_t i = 0; i < st.schedule.size(); ++i)
+            st.phase_slots[static_cast<std::size_t>(st.schedule[i].phase)].push_back(i);
         }
         const auto phase =
             msg.backward ? CollectivePhase::dispatch_backward : CollectivePhase::dispatch_forward;

@@ -43,6 +43,9 @@ struct CommActorSpec {
   std::vector<LayerShards> layers;  // by MoE layer (none for a gradient group's comm actor)
   // The group's communicator; null means this process alone (a LocalCommunicator).
   std::shared_ptr<Communicator> communicator;
+  // Issue the token exchanges in the schedule's whole order even in one process, as every rank
+  // must between ranks (tests of that order); otherwise one process keeps only each phase's order.
+  bool schedule_order = false;
 };
 
 // Test hook: called with every collective in the order it is issued.

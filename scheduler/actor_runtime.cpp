@@ -65,6 +65,7 @@ ActorRuntime::ActorRuntime(caf::actor_system& system, std::shared_ptr<Model> mod
   std::int64_t experts_per_layer = 0;
   CommActorSpec comm_spec;
   comm_spec.pipeline_depth = options.pipeline_depth;
+  comm_spec.schedule_order = options.comm_schedule_order;
   for (std::int64_t l = 0; l < layers; ++l) {
     const std::int64_t local = model_->moe_layer(l).experts().count();
     experts_per_layer = model_->moe_layer(l).config().num_experts;

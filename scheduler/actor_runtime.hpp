@@ -44,6 +44,9 @@ struct RuntimeOptions {
   // Delivers handle_ready for handles not ready on arrival; null: the process-wide poller.
   std::shared_ptr<CompletionSource> completion;
   IssueObserver comm_observer;  // tests: sees every collective the comm actor issues, in order
+  // Tests: the expert-parallel comm actor keeps the schedule's whole order even in one process
+  // (CommActorSpec::schedule_order).
+  bool comm_schedule_order = false;
   // This process's communicators (comm/communicator.hpp); null: this process alone (local).
   // Token rows move over expert_parallel (its size must be the models' ep_size); non-expert
   // gradients are reduced over data_parallel, expert gradients over expert_data_parallel; both

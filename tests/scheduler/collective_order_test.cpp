@@ -58,6 +58,7 @@ TEST_CASE("shuffled arrivals: the comm actor issues the schedule's order and the
   opt.pipeline_depth = kDepth;
   opt.expert_shards = 2;
   opt.comm_observer = [&](const CollectiveSlot& s) { issued.push_back(s); };
+  opt.comm_schedule_order = true;  // the order every rank keeps between ranks
   {
     ActorRuntime runtime(system, make_gpt(), opt);
     caf::scoped_actor self{system};
