@@ -399,6 +399,20 @@ fs::path write_long_config(const fs::path& dir) {
   return path;
 }
 
+// Starts `config` as 2 ranks without a launcher (the environment set by hand, logs in
+// DIR/rankR.log) and returns once rank 0 has logged step 3.
+std::vector<pid_t> start_two_ranks_by_hand(const fs::path& config, const fs::path& dir) {
+  const std::string port = std::to_string(free_port());
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 2; ++r)
+    ranks.push_back(test::spawn_command(
+        {TROUPE_BINARY, "train", config.string()}, dir / ("rank" + std::to_string(r) + ".log"), "",
+        {"RANK=" + std::to_string(r), "WORLD_SIZE=2", "LOCAL_RANK=" + std::to_string(r),
+         "LOCAL_WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port}));
+  wait_for_text(dir / "rank0.log", "step 3/");
+  return ranks;
+}
+
 }  // namespace
 
 TEST_CASE("E: 4 ranks with ep 4 train like the one-process reference", "[multi_rank]") {
@@ -440,15 +454,7 @@ TEST_CASE("a rank killed mid-run without a launcher: the other exits non-zero, n
           "[multi_rank]") {
   const test::TempDir scratch("multi_rank_kill");
   const fs::path config = write_long_config(scratch.path);
-  const std::string port = std::to_string(free_port());
-  std::vector<pid_t> ranks;
-  for (int r = 0; r < 2; ++r)
-    ranks.push_back(test::spawn_command(
-        {TROUPE_BINARY, "train", config.string()},
-        scratch.path / ("rank" + std::to_string(r) + ".log"), "",
-        {"RANK=" + std::to_string(r), "WORLD_SIZE=2", "LOCAL_RANK=" + std::to_string(r),
-         "LOCAL_WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port}));
-  wait_for_text(scratch.path / "rank0.log", "step 3/");
+  const std::vector<pid_t> ranks = start_two_ranks_by_hand(config, scratch.path);
   SECTION("rank 1 dies") {
     ::kill(ranks[1], SIGKILL);
     wait_at_most(ranks[1], std::chrono::seconds(5));
@@ -480,15 +486,7 @@ TEST_CASE("a stop asked on one rank stops every rank after the same step, with o
         {"dir", (scratch.path / "ckpt").string()}, {"interval", 0}, {"final", true}};
     std::ofstream(config) << c.dump(2);
   }
-  const std::string port = std::to_string(free_port());
-  std::vector<pid_t> ranks;
-  for (int r = 0; r < 2; ++r)
-    ranks.push_back(test::spawn_command(
-        {TROUPE_BINARY, "train", config.string()},
-        scratch.path / ("rank" + std::to_string(r) + ".log"), "",
-        {"RANK=" + std::to_string(r), "WORLD_SIZE=2", "LOCAL_RANK=" + std::to_string(r),
-         "LOCAL_WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port}));
-  wait_for_text(scratch.path / "rank0.log", "step 3/");
+  const std::vector<pid_t> ranks = start_two_ranks_by_hand(config, scratch.path);
   ::kill(ranks[1], SIGINT);
   for (int r = 0; r < 2; ++r) {
     const int status = wait_at_most(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(30));
