@@ -228,7 +228,7 @@ CheckpointMeta verify_checkpoint(const std::string& path, const std::string& run
 
 std::string checkpoint_crc(const std::string& path) {
   const SafetensorsMetadata metadata = load_safetensors_metadata(path);
-  const std::string& crc = meta_string(metadata, kCrcKey, path);
+  const std::string crc = meta_string(metadata, kCrcKey, path);
   if (!is_crc32_hex(crc))
     throw std::runtime_error("checkpoint " + path + ": metadata '" + kCrcKey + "' is \"" + crc +
                              "\", not 8 lowercase hexadecimal digits");
