@@ -151,26 +151,39 @@ void global_squared_norm(Self self, std::vector<Reply>& replies, Then then) {
   });
 }
 
-// With ZeRO stage 1 over ranks: all-gathers each partitioned group's updated values (every rank
-// updated only its range), then calls `then`.
-template <class Then>
-void gather_parameters_then(Self self, Then then) {
+// Sends `make(r)` to the comm actor of every gradient group `r` that `wanted(r)` selects, all at
+// once, and calls `then` when each has answered with a Reply.
+template <class Reply, class Wanted, class Make, class Then>
+void ask_gradient_groups(Self self, Wanted wanted, Make make, Then then) {
   auto& st = self->state;
   auto remaining = std::make_shared<std::size_t>(0);
-  for (const auto& r : st.links.gradient_reductions) *remaining += r.partitioned ? 1 : 0;
+  for (const auto& r : st.links.gradient_reductions) *remaining += wanted(r) ? 1 : 0;
   if (*remaining == 0) {
     then();
     return;
   }
   for (const auto& r : st.links.gradient_reductions) {
-    if (!r.partitioned) continue;
-    self->request(r.actor, caf::infinite, gather_parameters{st.step + 1, r.values, st.ctx.stamp()})
+    if (!wanted(r)) continue;
+    self->request(r.actor, caf::infinite, make(r))
         .then(
-            [remaining, then](parameters_gathered&) {
+            [remaining, then](Reply&) {
               if (--*remaining == 0) then();
             },
             [self](caf::error& err) { fail(self, err); });
   }
+}
+
+// With ZeRO stage 1 over ranks: all-gathers each partitioned group's updated values (every rank
+// updated only its range), then calls `then`.
+template <class Then>
+void gather_parameters_then(Self self, Then then) {
+  ask_gradient_groups<parameters_gathered>(
+      self, [](const GradientReduction& r) { return r.partitioned; },
+      [self](const GradientReduction& r) {
+        auto& st = self->state;
+        return gather_parameters{st.step + 1, r.values, st.ctx.stamp()};
+      },
+      then);
 }
 
 void train_step(Self self);
@@ -540,22 +553,13 @@ void apply_optimizer(Self self, step_result result, float scale) {
 // actor, all at once), then calls `then`.
 template <class Then>
 void reduce_gradients_then(Self self, Then then) {
-  auto& st = self->state;
-  const auto& reductions = st.links.gradient_reductions;
-  if (reductions.empty()) {
-    then();
-    return;
-  }
-  auto remaining = std::make_shared<std::size_t>(reductions.size());
-  for (const auto& r : reductions) {
-    self->request(r.actor, caf::infinite,
-                  reduce_gradients{st.step + 1, r.buffers, r.scale, st.ctx.stamp(), r.partitioned})
-        .then(
-            [remaining, then](gradients_reduced&) {
-              if (--*remaining == 0) then();
-            },
-            [self](caf::error& err) { fail(self, err); });
-  }
+  ask_gradient_groups<gradients_reduced>(
+      self, [](const GradientReduction&) { return true; },
+      [self](const GradientReduction& r) {
+        auto& st = self->state;
+        return reduce_gradients{st.step + 1, r.buffers, r.scale, st.ctx.stamp(), r.partitioned};
+      },
+      then);
 }
 
 void optimize(Self self, step_result result) {
