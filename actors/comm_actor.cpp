@@ -55,7 +55,6 @@ struct CommState {
   // The round in progress.
   bool training = true;
   std::vector<CollectiveSlot> schedule;
-  std::size_t next = 0;
   std::map<SlotKey, Request> requests;
   // Between ranks: each (micro-batch, layer)'s exchange, from its forward dispatch to its last
   // combine; and whether a forward dispatch's counts are still in flight (its rows, and so every
@@ -299,8 +298,9 @@ bool issue_if_complete(Self self, const CollectiveSlot& slot) {
 void pump(Self self) {
   auto& st = self->state;
   if (st.in_schedule_order()) {
-    while (st.round_open() && !st.counts_in_flight && issue_if_complete(self, st.schedule[st.next]))
-      ++st.next;
+    // Each slot issued advances `issued`, the schedule's next slot.
+    while (st.round_open() && !st.counts_in_flight)
+      if (!issue_if_complete(self, st.schedule[st.issued])) return;
     return;
   }
   for (std::size_t p = 0; p < st.phase_slots.size(); ++p) {
@@ -327,21 +327,22 @@ void finish_group_part(Self self, std::uint64_t id, const collective_finished& m
   done.succeeded();
 }
 
-// Issues `collectives` (each returns its request and what to do with the result) as one group
-// collective.
-void start_group_collective(
-    Self self, GroupCollective c,
-    std::vector<std::function<CommRequestPtr(std::function<void()>&)>> collectives) {
+// One collective of a group collective: its request, and what to do with its result once every
+// part has succeeded.
+struct GroupPart {
+  CommRequestPtr request;
+  std::function<void()> finish;
+};
+
+// Waits for `parts` as one group collective.
+void start_group_collective(Self self, GroupCollective c, std::vector<GroupPart> parts) {
   auto& st = self->state;
   const std::uint64_t id = st.next_group_collective++;
-  c.unfinished = collectives.size();
-  c.finish.resize(collectives.size());
-  std::vector<CommRequestPtr> requests;
-  for (std::size_t i = 0; i < collectives.size(); ++i)
-    requests.push_back(collectives[i](c.finish[i]));
+  c.unfinished = parts.size();
+  for (auto& part : parts) c.finish.push_back(std::move(part.finish));
   st.group_collectives.emplace(id, std::move(c));
-  for (const auto& request : requests)
-    await(self, request,
+  for (const auto& part : parts)
+    await(self, part.request,
           [self, id](const collective_finished& done) { finish_group_part(self, id, done); });
 }
 
@@ -374,39 +375,33 @@ void start_reduction(Self self, const reduce_gradients& msg,
   c.what = "gradient reduction of step " + std::to_string(msg.step);
   c.succeeded = [promise, step = msg.step]() mutable { promise.deliver(gradients_reduced{step}); };
   c.failed = [promise](caf::error err) mutable { promise.deliver(std::move(err)); };
-  std::vector<std::function<CommRequestPtr(std::function<void()>&)>> parts;
+  // A group of one moves no bytes: only a real exchange is traced as communication.
+  auto traced = st.ctx.span(msg.scatter ? "reduce_scatter_gradients" : "all_reduce_gradients",
+                            st.between_ranks() ? "comm" : "compute");
+  std::vector<GroupPart> parts;
   for (const auto& handle : msg.buffers) {
     const Tensor buffer = handle.tensor();
     const float scale = msg.scale;
     if (!msg.scatter) {
-      parts.push_back([&comm, buffer, scale](std::function<void()>& finish) {
-        finish = [buffer, scale] {
-          if (scale != 1.0f) ops::scale(cpu_context(), buffer, scale);
-        };
-        return comm->all_reduce(buffer);
-      });
+      parts.push_back({comm->all_reduce(buffer), [buffer, scale] {
+                         if (scale != 1.0f) ops::scale(cpu_context(), buffer, scale);
+                       }});
       continue;
     }
     check_flat(st, buffer, "a reduce-scatter of gradients");
-    parts.push_back([&comm, buffer, scale, shard](std::function<void()>& finish) {
-      const std::int64_t span = chunks_per_rank(buffer.numel(), shard.size) * kGradNormChunk;
-      const Tensor send = padded_copy(buffer, span * shard.size);
-      Tensor cleared = buffer;  // what is not this rank's range starts the next step at zero
-      cleared.fill(0.0f);
-      const Tensor recv = Tensor::empty({span});
-      finish = [buffer, recv, scale, shard] {
-        const auto [first, last] = rank_range(buffer.numel(), shard);
-        if (first == last) return;
-        Tensor range = buffer.slice_rows(first, last);
-        range.copy_from(recv.slice_rows(0, last - first));
-        if (scale != 1.0f) ops::scale(cpu_context(), range, scale);
-      };
-      return comm->reduce_scatter(send, recv);
-    });
+    const std::int64_t span = rank_span(buffer.numel(), shard.size);
+    const Tensor send = padded_copy(buffer, span * shard.size);
+    Tensor cleared = buffer;  // what is not this rank's range starts the next step at zero
+    cleared.fill(0.0f);
+    const Tensor recv = Tensor::empty({span});
+    parts.push_back({comm->reduce_scatter(send, recv), [buffer, recv, scale, shard] {
+                       const auto [first, last] = rank_range(buffer.numel(), shard);
+                       if (first == last) return;
+                       Tensor range = buffer.slice_rows(first, last);
+                       range.copy_from(recv.slice_rows(0, last - first));
+                       if (scale != 1.0f) ops::scale(cpu_context(), range, scale);
+                     }});
   }
-  // A group of one moves no bytes: only a real exchange is traced as communication.
-  auto span = st.ctx.span(msg.scatter ? "reduce_scatter_gradients" : "all_reduce_gradients",
-                          st.between_ranks() ? "comm" : "compute");
   start_group_collective(self, std::move(c), std::move(parts));
 }
 
@@ -422,23 +417,20 @@ void start_parameter_gather(Self self, const gather_parameters& msg,
     promise.deliver(parameters_gathered{step});
   };
   c.failed = [promise](caf::error err) mutable { promise.deliver(std::move(err)); };
-  std::vector<std::function<CommRequestPtr(std::function<void()>&)>> parts;
+  auto traced = st.ctx.span("all_gather_parameters", st.between_ranks() ? "comm" : "compute");
+  std::vector<GroupPart> parts;
   for (const auto& handle : msg.buffers) {
     const Tensor buffer = handle.tensor();
     check_flat(st, buffer, "a parameter all-gather");
-    parts.push_back([&comm, buffer, shard](std::function<void()>& finish) {
-      const std::int64_t span = chunks_per_rank(buffer.numel(), shard.size) * kGradNormChunk;
-      const auto [first, last] = rank_range(buffer.numel(), shard);
-      const Tensor send = padded_copy(buffer.slice_rows(first, last), span);
-      const Tensor recv = Tensor::empty({span * shard.size});
-      finish = [buffer, recv] {
-        Tensor all = buffer;
-        all.copy_from(recv.slice_rows(0, buffer.numel()));
-      };
-      return comm->all_gather(send, recv);
-    });
+    const std::int64_t span = rank_span(buffer.numel(), shard.size);
+    const auto [first, last] = rank_range(buffer.numel(), shard);
+    const Tensor send = padded_copy(buffer.slice_rows(first, last), span);
+    const Tensor recv = Tensor::empty({span * shard.size});
+    parts.push_back({comm->all_gather(send, recv), [buffer, recv] {
+                       Tensor all = buffer;
+                       all.copy_from(recv.slice_rows(0, buffer.numel()));
+                     }});
   }
-  auto span = st.ctx.span("all_gather_parameters", st.between_ranks() ? "comm" : "compute");
   start_group_collective(self, std::move(c), std::move(parts));
 }
 
@@ -499,7 +491,6 @@ comm_actor::behavior_type comm_behavior(Self self, CommActorSpec spec, ActorCont
           st.schedule =
               collective_schedule({msg.micro_batches, st.spec.pipeline_depth,
                                    static_cast<std::int64_t>(st.spec.layers.size()), msg.training});
-          st.next = 0;
           st.issued = 0;
           for (auto& slots : st.phase_slots) slots.clear();
           st.phase_next.fill(0);

@@ -57,11 +57,15 @@ std::int64_t chunks_per_rank(std::int64_t numel, std::int64_t size) {
   return (chunks + size - 1) / size;
 }
 
+std::int64_t rank_span(std::int64_t numel, std::int64_t size) {
+  return chunks_per_rank(numel, size) * kGradNormChunk;
+}
+
 std::pair<std::int64_t, std::int64_t> rank_range(std::int64_t numel, RankShard shard) {
   if (shard.rank < 0 || shard.rank >= shard.size)
     throw std::invalid_argument("rank_range: rank " + std::to_string(shard.rank) +
                                 " of a group of " + std::to_string(shard.size));
-  const std::int64_t span = chunks_per_rank(numel, shard.size) * kGradNormChunk;
+  const std::int64_t span = rank_span(numel, shard.size);
   return {std::min(numel, shard.rank * span), std::min(numel, (shard.rank + 1) * span)};
 }
 

@@ -84,8 +84,12 @@ struct RankShard {
 // `numel`: a collective pads them).
 std::int64_t chunks_per_rank(std::int64_t numel, std::int64_t size);
 
-// Rank `shard.rank`'s range [first, second) of a group of `numel` elements: chunks_per_rank(numel,
-// size) × kGradNormChunk elements from rank × that, cut at `numel` (possibly empty).
+// Elements in each rank's range, chunks_per_rank(numel, size) × kGradNormChunk: a collective's
+// equal chunk, the last ranks' padded past `numel`.
+std::int64_t rank_span(std::int64_t numel, std::int64_t size);
+
+// Rank `shard.rank`'s range [first, second) of a group of `numel` elements: rank_span(numel, size)
+// elements from rank × that, cut at `numel` (possibly empty).
 std::pair<std::int64_t, std::int64_t> rank_range(std::int64_t numel, RankShard shard);
 
 // Flattens the parameter groups and splits each group's rank range (rank_range; the whole group by
