@@ -82,8 +82,12 @@ std::string checkpoint_run_id(const std::string& path) {
   }
 }
 
+std::string latest_path(const std::string& dir) {
+  return (fs::path(dir) / "latest").string();
+}
+
 std::optional<LatestCheckpoint> read_latest(const std::string& dir) {
-  std::ifstream in(fs::path(dir) / "latest");
+  std::ifstream in(latest_path(dir));
   LatestCheckpoint latest;
   if (!in || !std::getline(in, latest.name) || latest.name.empty()) return std::nullopt;
   std::string line;
@@ -92,7 +96,7 @@ std::optional<LatestCheckpoint> read_latest(const std::string& dir) {
 }
 
 void write_latest(const std::string& dir, const LatestCheckpoint& latest) {
-  write_atomically((fs::path(dir) / "latest").string(), [&](std::ostream& out) {
+  write_atomically(latest_path(dir), [&](std::ostream& out) {
     out << latest.name << "\nrun_id " << latest.run_id << "\n";
   });
 }
@@ -140,9 +144,9 @@ ClaimResult claim_checkpoint_dir(const std::string& dir, const std::string& run_
     foreign(file.path, file.name, id);
   }
   if (const auto latest = read_latest(dir); latest && latest->run_id != run_id)
-    foreign((fs::path(dir) / "latest").string(), "latest", latest->run_id);
-  else if (!latest && fs::exists(fs::path(dir) / "latest"))
-    foreign((fs::path(dir) / "latest").string(), "latest", "");
+    foreign(latest_path(dir), "latest", latest->run_id);
+  else if (!latest && fs::exists(latest_path(dir)))
+    foreign(latest_path(dir), "latest", "");
   if (foreign_paths.empty()) return result;
 
   if (!overwrite) {

@@ -37,6 +37,8 @@ struct LatestCheckpoint {
   std::string run_id;  // empty in a file written before run ids existed
 };
 std::optional<LatestCheckpoint> read_latest(const std::string& dir);
+// DIR/latest's path.
+std::string latest_path(const std::string& dir);
 // Replaces DIR/latest atomically.
 void write_latest(const std::string& dir, const LatestCheckpoint& latest);
 

@@ -19,10 +19,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string latest_path(const std::string& dir) {
-  return (fs::path(dir) / "latest").string();
-}
-
 // One resume candidate: a step, and what its shards must match.
 struct Candidate {
   std::string name;
