@@ -426,9 +426,16 @@ void start_parameter_gather(Self self, const gather_parameters& msg,
     const auto [first, last] = rank_range(buffer.numel(), shard);
     const Tensor send = padded_copy(buffer.slice_rows(first, last), span);
     const Tensor recv = Tensor::empty({span * shard.size});
-    parts.push_back({comm->all_gather(send, recv), [buffer, recv] {
-                       Tensor all = buffer;
-                       all.copy_from(recv.slice_rows(0, buffer.numel()));
+    // The other ranks' ranges only: this rank's is what its optimizer partitions just wrote.
+    const std::int64_t own_first = first, own_last = last;
+    parts.push_back({comm->all_gather(send, recv), [buffer, recv, own_first, own_last] {
+                       const auto copy = [&](std::int64_t from, std::int64_t to) {
+                         if (from == to) return;
+                         Tensor others = buffer.slice_rows(from, to);
+                         others.copy_from(recv.slice_rows(from, to));
+                       };
+                       copy(0, own_first);
+                       copy(own_last, buffer.numel());
                      }});
   }
   start_group_collective(self, std::move(c), std::move(parts));
