@@ -32,6 +32,12 @@ void check_ucs(ucs_status_t status, const char* call) {
 // Zero-byte transfers still need a valid address.
 std::byte empty_buffer[1];
 
+// How a dead peer is named in the errors of the collectives it fails, whichever path noticed it
+// first (the peer watch, or UCX's own endpoint error): "world rank R lost: why".
+std::string lost_peer(int peer, const std::string& why) {
+  return "world rank " + std::to_string(peer) + " lost: " + why;
+}
+
 }  // namespace
 
 struct UcxTransport::Impl {
@@ -210,7 +216,7 @@ void UcxTransport::submit(std::shared_ptr<UcxPlan> plan) {
 void UcxTransport::peer_lost(int peer, const std::string& reason) {
   {
     std::lock_guard lock(impl_->queue_mutex);
-    impl_->lost.emplace_back(peer, "world rank " + std::to_string(peer) + " was lost: " + reason);
+    impl_->lost.emplace_back(peer, lost_peer(peer, reason));
   }
   impl_->wake();
 }
@@ -393,9 +399,9 @@ void UcxTransport::Impl::recv_callback(void* request, ucs_status_t status,
 
 void UcxTransport::Impl::endpoint_error(void* arg, ucp_ep_h, ucs_status_t status) {
   auto* context = static_cast<EndpointContext*>(arg);
-  context->impl->peer_failed(
-      context->peer, "world rank " + std::to_string(context->peer) +
-                         " is unreachable (endpoint error: " + ucs_status_string(status) + ")");
+  context->impl->peer_failed(context->peer,
+                             lost_peer(context->peer, std::string("its UCX endpoint failed (") +
+                                                          ucs_status_string(status) + ")"));
 }
 
 void UcxTransport::Impl::close_endpoints() {
